@@ -1,0 +1,39 @@
+// Every Redis key and channel name chatline uses is built here and nowhere else.
+// Keys are wrapped in a hash tag ({alice}, {#lobby}) so that each script touches one Redis
+// Cluster slot: a user's keys share the user's slot, a room's keys share the room's slot.
+// Arguments are name keys (lower-cased); a room key keeps its '#', so it never equals a user key.
+
+export class RedisKeys {
+  constructor(readonly prefix: string) {}
+
+  /** Hash: name (display), worker, conn (connection id), since (login time, ms). */
+  user(userKey: string): string {
+    return `${this.prefix}{${userKey}}:user`;
+  }
+
+  /** Set of room keys the user joined; a superset of its real memberships (see join). */
+  userRooms(userKey: string): string {
+    return `${this.prefix}{${userKey}}:rooms`;
+  }
+
+  /** Hash: member key → that member's connection id. */
+  roomMembers(roomKey: string): string {
+    return `${this.prefix}{${roomKey}}:members`;
+  }
+
+  /** String: the room's display spelling, set by the member who created it. */
+  roomName(roomKey: string): string {
+    return `${this.prefix}{${roomKey}}:name`;
+  }
+
+  /** Pub/sub channel carrying deliveries to one user, subscribed by the worker that holds it. */
+  userChannel(userKey: string): string {
+    const [before, after] = this.userChannelAround();
+    return before + userKey + after;
+  }
+
+  /** userChannel split around the user key, for scripts that fan out to many users. */
+  userChannelAround(): [before: string, after: string] {
+    return [`${this.prefix}{`, '}:inbox'];
+  }
+}

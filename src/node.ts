@@ -1,0 +1,46 @@
+import { randomBytes } from 'node:crypto';
+import { MemoryBackplane, MemoryState } from './backplane/memory.js';
+import { RedisBackplane } from './backplane/redis/index.js';
+import type { Backplane } from './backplane/types.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { ChatServer } from './server.js';
+
+// One serving process: a backplane plus a TCP server, with a graceful stop on SIGTERM/SIGINT.
+// In embedded mode it is the whole service; in Redis mode it is one worker among many.
+
+export async function runChatNode(config: Config, rootLog: Logger): Promise<void> {
+  // Random, not the pid: pids repeat across containers and restarts, worker ids must not.
+  const workerId = randomBytes(5).toString('base64url');
+  const log = rootLog.child({ worker: workerId });
+  const server = new ChatServer({
+    workerId,
+    log,
+    maxLineBytes: config.maxLineBytes,
+    maxPendingBytes: config.maxPendingBytes,
+  });
+  const backplane: Backplane = config.redisUrl
+    ? await RedisBackplane.connect({
+      url: config.redisUrl,
+      prefix: config.redisPrefix,
+      workerId,
+      maxRoomsPerUser: config.maxRoomsPerUser,
+      deliver: server.deliver,
+    })
+    : new MemoryBackplane(new MemoryState(), server.deliver, config.maxRoomsPerUser);
+  const address = await server.listen(backplane, config.host, config.port);
+  log.info({ host: address.address, port: address.port }, 'listening');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, clients: server.clientCount }, 'shutting down');
+    await server.close();
+    await backplane.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

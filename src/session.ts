@@ -1,0 +1,214 @@
+import type { Socket } from 'node:net';
+import type { Backplane, Member } from './backplane/types.js';
+import type { Logger } from './log.js';
+import { LineFramer } from './protocol/framer.js';
+import { nameKey } from './protocol/names.js';
+import { type Command, parseCommand } from './protocol/parser.js';
+import { replies } from './protocol/replies.js';
+
+// One client connection: framer → parser → backplane → replies → socket.
+//
+// Replies leave in command order, but commands need not run one at a time: MSG changes no
+// session state, so pipelined MSGs run concurrently (the backplane keeps their order, Redis
+// runs one connection's commands in order). Commands that change or depend on what this
+// session holds (LOGIN, LOGOUT, JOIN, PART, and the final cleanup) are barriers: they start
+// after everything before them was dispatched and finish before anything after them starts.
+
+export interface SessionContext {
+  backplane: Backplane;
+  log: Logger;
+  maxLineBytes: number;
+  maxPendingBytes: number;
+}
+
+type Step = Command | { kind: 'disconnect' };
+
+/** A reply's place in the output order; filled in when its command finishes. */
+interface ReplySlot {
+  text: string | undefined;
+}
+
+// Read no more from a client that has this many commands unanswered: bounds memory per
+// connection for clients that pipeline without reading.
+const MAX_UNANSWERED = 256;
+
+export class Session {
+  private readonly framer: LineFramer;
+  private me: Member | undefined;
+  private readonly replySlots: ReplySlot[] = [];
+  private readonly waiting: { step: Step; slot: ReplySlot }[] = [];
+  private barrierRunning = false;
+  private corked = false;
+  private paused = false;
+  /** Resolves once the connection is closed and its user logged out. */
+  readonly finished: Promise<void>;
+  private finish!: () => void;
+
+  constructor(
+    readonly id: string,
+    private readonly socket: Socket,
+    private readonly context: SessionContext,
+  ) {
+    this.framer = new LineFramer(context.maxLineBytes);
+    this.finished = new Promise((resolve) => { this.finish = resolve; });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', (error) => context.log.debug({ connection: id, err: error }, 'socket error'));
+    socket.on('close', () => this.onClose());
+  }
+
+  get user(): string | undefined {
+    return this.me?.user;
+  }
+
+  /** A line from another connection (a GOTROOMMSG or GOTUSERMSG). */
+  deliver(line: string): void {
+    this.write(line);
+  }
+
+  /** Sends one last line and closes; the usual cleanup (logout) follows. */
+  closeWith(line: string): void {
+    this.write(line);
+    this.socket.end();
+  }
+
+  private receive(chunk: Buffer): void {
+    for (const frame of this.framer.push(chunk)) {
+      if ('error' in frame) {
+        this.reply(replies.error(frame.error));
+        continue;
+      }
+      const parsed = parseCommand(frame.line);
+      if (parsed.kind === 'error') this.reply(replies.error(parsed.error));
+      else this.enqueue(parsed);
+    }
+    if (this.replySlots.length >= MAX_UNANSWERED && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private reply(text: string): void {
+    this.replySlots.push({ text });
+    this.flushReplies();
+  }
+
+  private enqueue(step: Step): void {
+    const slot: ReplySlot = { text: undefined };
+    this.replySlots.push(slot);
+    this.waiting.push({ step, slot });
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    while (!this.barrierRunning && this.waiting.length > 0) {
+      const { step, slot } = this.waiting.shift()!;
+      const barrier = step.kind !== 'roomMessage' && step.kind !== 'userMessage';
+      if (barrier) this.barrierRunning = true;
+      this.run(step).then((text) => {
+        slot.text = text;
+        if (barrier) {
+          this.barrierRunning = false;
+          this.dispatch();
+        }
+        this.flushReplies();
+      });
+    }
+  }
+
+  private flushReplies(): void {
+    while (this.replySlots.length > 0 && this.replySlots[0]!.text !== undefined) {
+      this.write(this.replySlots.shift()!.text!);
+    }
+    if (this.paused && this.replySlots.length < MAX_UNANSWERED / 2) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private async run(step: Step): Promise<string> {
+    try {
+      return await this.execute(step);
+    } catch (error) {
+      this.context.log.warn({ connection: this.id, command: step.kind, err: error }, 'command failed');
+      return replies.serviceUnavailable();
+    }
+  }
+
+  private async execute(step: Step): Promise<string> {
+    const { backplane } = this.context;
+    if (step.kind === 'disconnect') {
+      await this.disconnect();
+      return '';
+    }
+    if (step.kind === 'login') {
+      if (this.me) return replies.alreadyLoggedIn(this.me.user);
+      const member: Member = { connectionId: this.id, user: step.user };
+      if ((await backplane.login(member)) === 'taken') return replies.nameTaken(step.user);
+      this.me = member;
+      return replies.ok();
+    }
+    const me = this.me;
+    if (!me) return replies.notLoggedIn();
+    switch (step.kind) {
+      case 'logout':
+        await backplane.logout(me);
+        this.me = undefined;
+        return replies.ok();
+      case 'join': {
+        const result = await backplane.join(me, step.room);
+        if (result === 'already-joined') return replies.alreadyJoined(me.user, step.room);
+        if (result === 'too-many-rooms') return replies.tooManyRooms();
+        return replies.ok();
+      }
+      case 'part':
+        return (await backplane.part(me, step.room)) === 'ok' ? replies.ok() : replies.notInRoom(me.user, step.room);
+      case 'roomMessage': {
+        const result = await backplane.sendToRoom(me, step.room, step.text);
+        if (result === 'not-available') return replies.roomNotAvailable(step.room);
+        // The sender's own copy rides with its OK, so the OK is always first.
+        return replies.ok() + replies.roomMessage(me.user, result.roomName, step.text);
+      }
+      case 'userMessage':
+        if (nameKey(step.user) === nameKey(me.user)) return replies.ok() + replies.userMessage(me.user, step.text);
+        return (await backplane.sendToUser(me, step.user, step.text)) === 'ok'
+          ? replies.ok()
+          : replies.userNotFound(step.user);
+    }
+  }
+
+  private async disconnect(): Promise<void> {
+    const me = this.me;
+    this.me = undefined;
+    try {
+      if (me) await this.context.backplane.logout(me);
+    } finally {
+      this.finish();
+    }
+  }
+
+  private write(text: string): void {
+    if (!this.socket.writable || text === '') return;
+    if (!this.corked) {
+      // One write per connection per event-loop turn, however many lines it got meanwhile.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(text);
+    if (this.socket.writableLength > this.context.maxPendingBytes) {
+      this.context.log.info({ connection: this.id, user: this.me?.user, pendingBytes: this.socket.writableLength },
+        'closing a client that does not read');
+      this.socket.destroy();
+    }
+  }
+
+  private onClose(): void {
+    // Commands already received still run (a client may send and hang up at once), then the
+    // implicit LOGOUT.
+    this.enqueue({ kind: 'disconnect' });
+  }
+}

@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.js';
+import { waitFor } from './wait.js';
+
+// A real chatline instance (`node src/main.ts`) in a child process, as a user starts it.
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface LogLine {
+  msg: string;
+  [field: string]: unknown;
+}
+
+export class ChatProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  private constructor(readonly child: ChildProcess, readonly port: number) {}
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /**
+   * Starts an instance and waits until every worker listens. Without REDIS_URL in env it is
+   * embedded (one process); with it, `workers` processes.
+   */
+  static async start(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
+    const port = env.PORT ? Number(env.PORT) : await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', WORKERS: String(workers), ...env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chat = new ChatProcess(child, port);
+    chat.collectOutput();
+    await waitFor(`${workers} worker(s) listening on ${port}`, () => {
+      if (child.exitCode !== null) throw new Error(`chatline exited with ${child.exitCode}:\n${chat.stderr}`);
+      return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
+    }, 30_000);
+    return chat;
+  }
+
+  /** Sends a signal and waits for the process to exit; returns its exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
+    const exited = once(this.child, 'exit');
+    this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const [code] = await exited;
+    clearTimeout(timer);
+    return code as number | null;
+  }
+
+  /** The worker ids of log lines with this message. */
+  workersThatLogged(msg: string): Set<string> {
+    return new Set(this.logs.filter((line) => line.msg === msg).map((line) => String(line.worker)));
+  }
+
+  private collectOutput(): void {
+    let partial = '';
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stdout!.on('data', (text: string) => {
+      const parts = (partial + text).split('\n');
+      partial = parts.pop()!;
+      for (const part of parts) {
+        if (part.trim() !== '') this.logs.push(JSON.parse(part) as LogLine);
+      }
+    });
+    this.child.stderr!.setEncoding('utf8');
+    this.child.stderr!.on('data', (text: string) => { this.stderr += text; });
+  }
+}
+
+/** Runs chatline to completion with this environment; for configuration errors. */
+export async function runChatToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (text: string) => { stderr += text; });
+  // A run that does not stop by itself is a failure of the test, not a hang of the suite.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const [code] = await once(child, 'exit');
+  clearTimeout(timer);
+  return { code: code as number | null, stderr };
+}
