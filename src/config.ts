@@ -25,6 +25,7 @@ const redisUrl = z.string().refine((value) => {
 const schema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: integer(0, 65535).default(8888),
+  HEALTH_PORT: integer(0, 65535).default(8080),
   REDIS_URL: redisUrl.optional(),
   REDIS_PREFIX: z.string().min(1).max(64).regex(/^[^{}\s]+$/, { error: 'must not contain braces or spaces' }).default('chat:'),
   WORKERS: integer(1, 1024).optional(),
@@ -37,6 +38,8 @@ const schema = z.object({
 export interface Config {
   host: string;
   port: number;
+  /** HTTP port for /healthz and /readyz, on the same host as the chat port. */
+  healthPort: number;
   /** Unset: embedded mode, one process with in-memory state. */
   redisUrl: string | undefined;
   redisPrefix: string;
@@ -61,6 +64,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     host: values.HOST,
     port: values.PORT,
+    healthPort: values.HEALTH_PORT,
     redisUrl: values.REDIS_URL,
     redisPrefix: values.REDIS_PREFIX,
     workers: values.WORKERS ?? availableParallelism(),

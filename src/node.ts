@@ -3,6 +3,7 @@ import { MemoryBackplane, MemoryState } from './backplane/memory.js';
 import { RedisBackplane } from './backplane/redis/index.js';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
+import { startHealthServer } from './health.js';
 import type { Logger } from './log.js';
 import { ChatServer } from './server.js';
 
@@ -28,16 +29,24 @@ export async function runChatNode(config: Config, rootLog: Logger): Promise<void
       deliver: server.deliver,
     })
     : new MemoryBackplane(new MemoryState(), server.deliver, config.maxRoomsPerUser);
-  const address = await server.listen(backplane, config.host, config.port);
-  log.info({ host: address.address, port: address.port }, 'listening');
-
   let stopping = false;
+  const health = await startHealthServer(config.host, config.healthPort, () => ({
+    ready: !stopping && backplane.isHealthy(),
+    draining: stopping,
+    sharedState: backplane.isHealthy() ? 'reachable' : 'unreachable',
+    clients: server.clientCount,
+  }));
+  const address = await server.listen(backplane, config.host, config.port);
+  log.info({ host: address.address, port: address.port, healthPort: config.healthPort }, 'listening');
+
   const stop = async (signal: string) => {
     if (stopping) return;
+    // Not ready from here on, so load balancers stop sending new clients while we drain.
     stopping = true;
     log.info({ signal, clients: server.clientCount }, 'shutting down');
     await server.close();
     await backplane.close();
+    health.close();
     log.info('stopped');
     process.exit(0);
   };

@@ -90,6 +90,10 @@ export class MemoryBackplane implements Backplane {
     return 'ok';
   }
 
+  isHealthy(): boolean {
+    return true;
+  }
+
   async close(): Promise<void> {}
 
   /** The user entry, if this connection (not a later login of the same name) holds it. */

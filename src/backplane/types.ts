@@ -29,6 +29,8 @@ export interface Backplane {
   sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult>;
   /** Delivers to the user's connection; a message to oneself is delivered too. */
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult>;
+  /** Whether the shared state can be reached right now (for /readyz). */
+  isHealthy(): boolean;
   close(): Promise<void>;
 }
 

@@ -10,7 +10,14 @@ import { protocolSuite } from './protocol.suite.js';
 
 async function startCluster(redis: TestRedis, prefix: string): Promise<ChatProcess[]> {
   const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix };
-  return Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+  const starts = await Promise.allSettled([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+  const instances = starts.flatMap((start) => (start.status === 'fulfilled' ? [start.value] : []));
+  const failure = starts.find((start) => start.status === 'rejected');
+  if (failure) {
+    await Promise.all(instances.map((chat) => chat.stop()));
+    throw failure.reason;
+  }
+  return instances;
 }
 
 describe('cluster: two instances × two workers on one Redis', () => {
@@ -43,6 +50,15 @@ describe('cluster: two instances × two workers on one Redis', () => {
       const first = instances[0]!.logs[0]!;
       assert.equal(first.mode, 'redis');
       assert.match(first.msg, /start more instances with the same REDIS_URL/);
+    });
+
+    it('reports every instance alive and ready, with Redis reachable', async () => {
+      for (const chat of instances) {
+        assert.equal((await chat.probe('/healthz')).status, 200);
+        const ready = await chat.probe('/readyz');
+        assert.equal(ready.status, 200);
+        assert.equal(ready.body.sharedState, 'reachable');
+      }
     });
 
     it('gives exactly one OK in each of 20 races for one name from both instances', async () => {

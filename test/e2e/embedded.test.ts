@@ -20,6 +20,18 @@ describe('starting chatline', () => {
     }
   });
 
+  it('answers /healthz and /readyz on HEALTH_PORT', async () => {
+    const chat = await ChatProcess.start({ REDIS_URL: '' });
+    try {
+      assert.equal((await chat.probe('/healthz')).status, 200);
+      const ready = await chat.probe('/readyz');
+      assert.equal(ready.status, 200);
+      assert.equal(ready.body.ready, true);
+    } finally {
+      await chat.stop();
+    }
+  });
+
   for (const [variable, value, expected] of [
     ['PORT', 'eighty', /PORT="eighty" must be a whole number/],
     ['PORT', '70000', /PORT="70000" must be at most 65535/],

@@ -1,6 +1,5 @@
-import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { LineClient, loggedIn } from '../helpers/client.js';
+import { LineClient, loggedIn, loggedInOnceFree } from '../helpers/client.js';
 
 // Every rule of PROTOCOL.md as a telnet user meets it, run against a whole deployment.
 // Where a deployment has several instances, the two sides of each exchange sit on different ones.
@@ -19,14 +18,15 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
   describe(`protocol v1: ${name}`, () => {
     let deployment: Deployment;
     const clients: LineClient[] = [];
-    /** A client on instance `index` (modulo the instance count). */
+    /** The port of instance `index`, modulo the instance count. */
+    const portOf = (index: number) => deployment.ports[index % deployment.ports.length]!;
     const connect = async (index = 0) => {
-      const client = await LineClient.connect(deployment.ports[index % deployment.ports.length]!);
+      const client = await LineClient.connect(portOf(index));
       clients.push(client);
       return client;
     };
     const login = async (user: string, index = 0) => {
-      const client = await loggedIn(deployment.ports[index % deployment.ports.length]!, user);
+      const client = await loggedIn(portOf(index), user);
       clients.push(client);
       return client;
     };
@@ -122,7 +122,8 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
       const gus = await login(name, 0);
       await gus.command(`JOIN ${room}`, 'OK');
       await gus.close();
-      const next = await login(name.toLowerCase(), 1);
+      const next = await loggedInOnceFree(portOf(1), name.toLowerCase());
+      clients.push(next);
       // The room emptied when Gus left, so it no longer exists under his spelling.
       await next.command(`MSG ${room} hello?`, `ERROR ROOM ${room} NOT AVAILABLE`);
       await next.command(`JOIN ${room.toUpperCase()}`, 'OK');
@@ -161,16 +162,7 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
       quick.socket.end();
       await bob.expect(`GOTUSERMSG ${quickName} sent and gone`);
       await quick.closed;
-      const again = await connect(1);
-      // The implicit LOGOUT runs after the MSG; poll until the name is free.
-      for (let attempt = 0; ; attempt++) {
-        again.send(`LOGIN ${quickName}`);
-        const reply = await again.nextLine();
-        if (reply === 'OK') break;
-        assert.equal(reply, `ERROR ${quickName} IS ALREADY TAKEN`);
-        assert.ok(attempt < 50, 'the name was never freed');
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      clients.push(await loggedInOnceFree(portOf(1), quickName));
     });
   });
 }

@@ -8,6 +8,12 @@ import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+// Whatever happens to a test, no chatline it started outlives the test process.
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of started) child.kill('SIGKILL');
+});
+
 export interface LogLine {
   msg: string;
   [field: string]: unknown;
@@ -16,7 +22,7 @@ export interface LogLine {
 export class ChatProcess {
   readonly logs: LogLine[] = [];
   stderr = '';
-  private constructor(readonly child: ChildProcess, readonly port: number) {}
+  private constructor(readonly child: ChildProcess, readonly port: number, readonly healthPort: number) {}
 
   get pid(): number {
     return this.child.pid!;
@@ -28,18 +34,35 @@ export class ChatProcess {
    */
   static async start(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
     const port = env.PORT ? Number(env.PORT) : await freePort();
+    const healthPort = env.HEALTH_PORT ? Number(env.HEALTH_PORT) : await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: ROOT,
-      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', WORKERS: String(workers), ...env, PORT: String(port) },
+      env: {
+        ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', WORKERS: String(workers),
+        ...env, PORT: String(port), HEALTH_PORT: String(healthPort),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const chat = new ChatProcess(child, port);
+    started.add(child);
+    child.once('exit', () => started.delete(child));
+    const chat = new ChatProcess(child, port, healthPort);
     chat.collectOutput();
-    await waitFor(`${workers} worker(s) listening on ${port}`, () => {
-      if (child.exitCode !== null) throw new Error(`chatline exited with ${child.exitCode}:\n${chat.stderr}`);
-      return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
-    }, 30_000);
+    try {
+      await waitFor(`${workers} worker(s) listening on ${port}`, () => {
+        if (child.exitCode !== null) throw new Error(`chatline exited with ${child.exitCode}:\n${chat.stderr}`);
+        return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
+      }, 30_000);
+    } catch (error) {
+      await chat.stop('SIGKILL');
+      throw error;
+    }
     return chat;
+  }
+
+  /** GET a health path on this instance; returns the status and the JSON body. */
+  async probe(path: '/healthz' | '/readyz'): Promise<{ status: number; body: Record<string, unknown> }> {
+    const response = await fetch(`http://127.0.0.1:${this.healthPort}${path}`);
+    return { status: response.status, body: await response.json() as Record<string, unknown> };
   }
 
   /** Sends a signal and waits for the process to exit; returns its exit code. */

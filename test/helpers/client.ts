@@ -118,3 +118,20 @@ export async function loggedIn(port: number, user: string): Promise<LineClient> 
   await client.command(`LOGIN ${user}`, 'OK');
   return client;
 }
+
+/**
+ * Logs in as soon as the name is free. A closed connection's implicit LOGOUT finishes a moment
+ * after the close, so a test that reuses the name waits for it, within a bound.
+ */
+export async function loggedInOnceFree(port: number, user: string, timeoutMs = 5000): Promise<LineClient> {
+  const client = await LineClient.connect(port);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    client.send(`LOGIN ${user}`);
+    const reply = await client.nextLine();
+    if (reply === 'OK') return client;
+    assert.equal(reply, `ERROR ${user} IS ALREADY TAKEN`);
+    if (Date.now() > deadline) assert.fail(`${user} was still taken after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -146,6 +146,10 @@ export class RedisBackplane implements Backplane {
     }
   }
 
+  isHealthy(): boolean {
+    return this.commands.status === 'ready' && this.subscriber.status === 'ready';
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
   }
