@@ -35,6 +35,9 @@ const schema = z.object({
   MAX_PENDING_BYTES: integer(1024).default(1024 * 1024),
 });
 
+/** Every environment variable chatline reads. */
+export const CONFIG_VARIABLES = Object.keys(schema.shape);
+
 export interface Config {
   host: string;
   port: number;

@@ -6,6 +6,8 @@ import { createServer, type Server } from 'node:http';
 // In Redis mode every worker listens on the shared port (node:cluster), so a probe is answered
 // by one of the instance's workers; they share one Redis and drain together.
 
+export const HEALTH_PATHS = { alive: '/healthz', ready: '/readyz' } as const;
+
 export interface Readiness {
   ready: boolean;
   [detail: string]: unknown;
@@ -14,8 +16,8 @@ export interface Readiness {
 export async function startHealthServer(host: string, port: number, readiness: () => Readiness): Promise<Server> {
   const server = createServer((request, response) => {
     const path = (request.url ?? '').split('?')[0];
-    if (path === '/healthz') return respond(response, 200, { alive: true });
-    if (path === '/readyz') {
+    if (path === HEALTH_PATHS.alive) return respond(response, 200, { alive: true });
+    if (path === HEALTH_PATHS.ready) {
       const state = readiness();
       return respond(response, state.ready ? 200 : 503, state);
     }

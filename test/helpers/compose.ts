@@ -1,0 +1,51 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+// Runs this repository's docker-compose.yml as a throwaway project, as a user would.
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Compose v2 (`docker compose`) where installed, else v1 (`docker-compose`). */
+function composeCommand(): string[] {
+  if (spawnSync('docker', ['compose', 'version']).status === 0) return ['docker', 'compose'];
+  if (spawnSync('docker-compose', ['version']).status === 0) return ['docker-compose'];
+  throw new Error('Neither `docker compose` nor `docker-compose` is installed (../shared/docker/local-images.sh installs one).');
+}
+
+export function requireDockerEngine(): void {
+  const info = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 20_000 });
+  if (info.status !== 0) {
+    throw new Error('No Docker engine answers: the container tests need one. Run ../shared/docker/local-images.sh '
+      + `(it starts dockerd and builds the base images).\n${info.stderr ?? ''}`);
+  }
+}
+
+export class ComposeProject {
+  private readonly command = composeCommand();
+
+  constructor(readonly name: string, private readonly env: Record<string, string>) {}
+
+  async run(...args: string[]): Promise<string> {
+    const [file, ...prefix] = this.command;
+    const { stdout } = await run(file!, [...prefix, '-p', this.name, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...this.env },
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 10 * 60_000,
+    });
+    return stdout;
+  }
+
+  /** Container ids of one service. */
+  async containers(service: string): Promise<string[]> {
+    return (await this.run('ps', '-q', service)).split('\n').filter(Boolean);
+  }
+
+  /** Log lines (JSON) a container wrote. */
+  async logsOf(container: string): Promise<Record<string, unknown>[]> {
+    const { stdout } = await run('docker', ['logs', container], { maxBuffer: 64 * 1024 * 1024 });
+    return stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  }
+}
