@@ -33,6 +33,12 @@ const schema = z.object({
   MAX_LINE_BYTES: integer(16, 1024 * 1024).default(1024),
   MAX_ROOMS_PER_USER: integer(1, 100_000).default(100),
   MAX_PENDING_BYTES: integer(1024).default(1024 * 1024),
+  MAX_CONNECTIONS: integer(1, 1_000_000).default(10_000),
+  RATE_PER_SEC: integer(0, 1_000_000).default(100),
+  RATE_BURST: integer(1, 1_000_000).default(200),
+  IDLE_TIMEOUT_MS: integer(0).default(0),
+  SHUTDOWN_GRACE_MS: integer(100, 600_000).default(10_000),
+  NODE_TTL_MS: integer(1000, 600_000).default(10_000),
 });
 
 /** Every environment variable chatline reads. */
@@ -52,6 +58,17 @@ export interface Config {
   maxRoomsPerUser: number;
   /** Bytes waiting to be sent to one client before it is cut off as a reader that does not read. */
   maxPendingBytes: number;
+  /** Clients one worker serves at once; the next gets ERROR SERVER FULL. */
+  maxConnections: number;
+  /** Sustained commands per second per connection (0: no limit), and the burst allowed. */
+  ratePerSec: number;
+  rateBurst: number;
+  /** Close a connection silent this long (0: never). */
+  idleTimeoutMs: number;
+  /** Longest a graceful stop takes, from the signal to the exit. */
+  shutdownGraceMs: number;
+  /** A worker silent this long is taken for dead and its sessions released. */
+  nodeTtlMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -75,5 +92,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxLineBytes: values.MAX_LINE_BYTES,
     maxRoomsPerUser: values.MAX_ROOMS_PER_USER,
     maxPendingBytes: values.MAX_PENDING_BYTES,
+    maxConnections: values.MAX_CONNECTIONS,
+    ratePerSec: values.RATE_PER_SEC,
+    rateBurst: values.RATE_BURST,
+    idleTimeoutMs: values.IDLE_TIMEOUT_MS,
+    shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
+    nodeTtlMs: values.NODE_TTL_MS,
   };
 }

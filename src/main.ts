@@ -40,6 +40,8 @@ if (!config.redisUrl) {
   const redisUrl = config.redisUrl;
   void throng({
     count: config.workers,
+    // throng kills workers still running this long after the signal.
+    grace: config.shutdownGraceMs + 1000,
     master: () => {
       exitWhenAWorkerCannotStart();
       log.info({ mode: 'redis', workers: config.workers, redis: redactPassword(redisUrl), port: config.port },

@@ -14,19 +14,17 @@ export async function runChatNode(config: Config, rootLog: Logger): Promise<void
   // Random, not the pid: pids repeat across containers and restarts, worker ids must not.
   const workerId = randomBytes(5).toString('base64url');
   const log = rootLog.child({ worker: workerId });
-  const server = new ChatServer({
-    workerId,
-    log,
-    maxLineBytes: config.maxLineBytes,
-    maxPendingBytes: config.maxPendingBytes,
-  });
+  const server = new ChatServer({ workerId, log, limits: config, maxConnections: config.maxConnections });
   const backplane: Backplane = config.redisUrl
     ? await RedisBackplane.connect({
       url: config.redisUrl,
       prefix: config.redisPrefix,
       workerId,
       maxRoomsPerUser: config.maxRoomsPerUser,
+      nodeTtlMs: config.nodeTtlMs,
       deliver: server.deliver,
+      liveSessions: () => server.allSessions,
+      log,
     })
     : new MemoryBackplane(new MemoryState(), server.deliver, config.maxRoomsPerUser);
   let stopping = false;
@@ -44,7 +42,13 @@ export async function runChatNode(config: Config, rootLog: Logger): Promise<void
     // Not ready from here on, so load balancers stop sending new clients while we drain.
     stopping = true;
     log.info({ signal, clients: server.clientCount }, 'shutting down');
-    await server.close();
+    const overdue = setTimeout(() => {
+      log.error({ clients: server.clientCount }, 'graceful stop overran SHUTDOWN_GRACE_MS; exiting now');
+      process.exit(1);
+    }, config.shutdownGraceMs);
+    overdue.unref();
+    // Half the grace period at most for spreading the goodbyes; the rest for logouts.
+    await server.close(config.shutdownGraceMs / 2);
     await backplane.close();
     health.close();
     log.info('stopped');

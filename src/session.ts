@@ -1,10 +1,12 @@
 import type { Socket } from 'node:net';
 import type { Backplane, Member } from './backplane/types.js';
+import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { LineFramer } from './protocol/framer.js';
 import { nameKey } from './protocol/names.js';
 import { type Command, parseCommand } from './protocol/parser.js';
 import { replies } from './protocol/replies.js';
+import { TokenBucket } from './rate-limit.js';
 
 // One client connection: framer → parser → backplane → replies → socket.
 //
@@ -14,11 +16,12 @@ import { replies } from './protocol/replies.js';
 // session holds (LOGIN, LOGOUT, JOIN, PART, and the final cleanup) are barriers: they start
 // after everything before them was dispatched and finish before anything after them starts.
 
+export type SessionLimits = Pick<Config, 'maxLineBytes' | 'maxPendingBytes' | 'ratePerSec' | 'rateBurst' | 'idleTimeoutMs'>;
+
 export interface SessionContext {
   backplane: Backplane;
   log: Logger;
-  maxLineBytes: number;
-  maxPendingBytes: number;
+  limits: SessionLimits;
 }
 
 type Step = Command | { kind: 'disconnect' };
@@ -34,7 +37,10 @@ const MAX_UNANSWERED = 256;
 
 export class Session {
   private readonly framer: LineFramer;
+  private readonly allowance: TokenBucket;
   private me: Member | undefined;
+  /** Rooms joined, as spelled at JOIN, by room key: what to restore if Redis loses them. */
+  private readonly rooms = new Map<string, string>();
   private readonly replySlots: ReplySlot[] = [];
   private readonly waiting: { step: Step; slot: ReplySlot }[] = [];
   private barrierRunning = false;
@@ -49,9 +55,14 @@ export class Session {
     private readonly socket: Socket,
     private readonly context: SessionContext,
   ) {
-    this.framer = new LineFramer(context.maxLineBytes);
+    const { limits } = context;
+    this.framer = new LineFramer(limits.maxLineBytes);
+    this.allowance = new TokenBucket(limits.ratePerSec, limits.rateBurst);
     this.finished = new Promise((resolve) => { this.finish = resolve; });
     socket.setNoDelay(true);
+    if (limits.idleTimeoutMs > 0) {
+      socket.setTimeout(limits.idleTimeoutMs, () => this.closeWith(replies.idleTimeout()));
+    }
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (error) => context.log.debug({ connection: id, err: error }, 'socket error'));
     socket.on('close', () => this.onClose());
@@ -59,6 +70,21 @@ export class Session {
 
   get user(): string | undefined {
     return this.me?.user;
+  }
+
+  /** Who this session is and which rooms it is in, while logged in. */
+  get standing(): { member: Member; rooms: string[] } | undefined {
+    return this.me && { member: this.me, rooms: [...this.rooms.values()] };
+  }
+
+  /** The shared state gave this session's name to another: tell the client, forget the login. */
+  loseName(): void {
+    const me = this.me;
+    if (!me) return;
+    this.me = undefined;
+    this.rooms.clear();
+    this.context.log.warn({ connection: this.id, user: me.user }, 'session lost its name to another login');
+    this.write(replies.nameTaken(me.user));
   }
 
   /** A line from another connection (a GOTROOMMSG or GOTUSERMSG). */
@@ -74,6 +100,10 @@ export class Session {
 
   private receive(chunk: Buffer): void {
     for (const frame of this.framer.push(chunk)) {
+      if (!this.allowance.take()) {
+        this.reply(replies.rateLimited());
+        continue;
+      }
       if ('error' in frame) {
         this.reply(replies.error(frame.error));
         continue;
@@ -154,15 +184,20 @@ export class Session {
       case 'logout':
         await backplane.logout(me);
         this.me = undefined;
+        this.rooms.clear();
         return replies.ok();
       case 'join': {
         const result = await backplane.join(me, step.room);
         if (result === 'already-joined') return replies.alreadyJoined(me.user, step.room);
         if (result === 'too-many-rooms') return replies.tooManyRooms();
+        this.rooms.set(nameKey(step.room), step.room);
         return replies.ok();
       }
-      case 'part':
-        return (await backplane.part(me, step.room)) === 'ok' ? replies.ok() : replies.notInRoom(me.user, step.room);
+      case 'part': {
+        const result = await backplane.part(me, step.room);
+        this.rooms.delete(nameKey(step.room));
+        return result === 'ok' ? replies.ok() : replies.notInRoom(me.user, step.room);
+      }
       case 'roomMessage': {
         const result = await backplane.sendToRoom(me, step.room, step.text);
         if (result === 'not-available') return replies.roomNotAvailable(step.room);
@@ -180,6 +215,7 @@ export class Session {
   private async disconnect(): Promise<void> {
     const me = this.me;
     this.me = undefined;
+    this.rooms.clear();
     try {
       if (me) await this.context.backplane.logout(me);
     } finally {
@@ -199,7 +235,7 @@ export class Session {
       });
     }
     this.socket.write(text);
-    if (this.socket.writableLength > this.context.maxPendingBytes) {
+    if (this.socket.writableLength > this.context.limits.maxPendingBytes) {
       this.context.log.info({ connection: this.id, user: this.me?.user, pendingBytes: this.socket.writableLength },
         'closing a client that does not read');
       this.socket.destroy();

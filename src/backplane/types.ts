@@ -34,6 +34,13 @@ export interface Backplane {
   close(): Promise<void>;
 }
 
+/** A logged-in connection as the backplane sees it when it must restore the shared state. */
+export interface LiveSession {
+  readonly standing: { member: Member; rooms: string[] } | undefined;
+  /** Another connection holds the name now: tell the client and forget the login. */
+  loseName(): void;
+}
+
 export class BackplaneUnavailableError extends Error {
   constructor(cause: unknown) {
     super('shared state unreachable', { cause });

@@ -19,6 +19,8 @@ export const replies = {
   serviceUnavailable: () => replies.error('SERVICE UNAVAILABLE'),
   serverFull: () => replies.error('SERVER FULL'),
   shuttingDown: () => replies.error('SERVER SHUTTING DOWN'),
+  rateLimited: () => replies.error('RATE LIMITED'),
+  idleTimeout: () => replies.error('IDLE TIMEOUT'),
 
   roomMessage: (sender: string, room: string, text: string) => `GOTROOMMSG ${sender} ${room} ${text}${CRLF}`,
   /** roomMessage split around the room name, for a fan-out that learns the room's spelling later. */

@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import { RedisBackplane } from '../../src/backplane/redis/index.js';
 import type { Backplane } from '../../src/backplane/types.js';
 import { startRedis } from '../helpers/redis.js';
@@ -18,6 +19,7 @@ backplaneContract('redis', async () => {
       const inbox = new Map<string, string[]>();
       const backplane = await RedisBackplane.connect({
         url: redis.url, prefix, workerId: `w${open.length}`, maxRoomsPerUser, deliver: recordingSink(inbox),
+        nodeTtlMs: 10_000, liveSessions: () => [], log: pino({ level: 'silent' }),
       });
       open.push(backplane);
       return { inbox, backplane };

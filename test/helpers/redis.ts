@@ -134,3 +134,13 @@ function installCleanup(): void {
     });
   }
 }
+
+/**
+ * Keys under a prefix that hold chat state (users, rooms, sessions), leaving out what running
+ * workers keep about themselves (their heartbeat and the worker registry). After every client
+ * is gone this must be empty: anything left is a ghost.
+ */
+export async function chatStateKeys(client: Redis, prefix: string): Promise<string[]> {
+  const keys = await client.keys(`${prefix}*`);
+  return keys.filter((key) => key !== `${prefix}workers` && !/^.*\{worker:[^}]+\}:alive$/.test(key)).sort();
+}

@@ -1,8 +1,10 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from '../../log.js';
 import { nameKey } from '../../protocol/names.js';
 import { replies } from '../../protocol/replies.js';
 import type {
-  Backplane, DeliverySink, JoinResult, LoginResult, Member, PartResult, RoomMessageResult, UserMessageResult,
+  Backplane, DeliverySink, JoinResult, LiveSession, LoginResult, Member, PartResult, RoomMessageResult,
+  UserMessageResult,
 } from '../types.js';
 import { BackplaneUnavailableError } from '../types.js';
 import { connectRedis } from './connection.js';
@@ -13,13 +15,22 @@ import { type ChatScripts, loadScripts } from './scripts.js';
 // Lua script in one slot. Deliveries travel over one pub/sub channel per user: this worker
 // subscribes to the channels of the users it holds, on one subscriber connection, and each
 // message names the connection it is for, so nothing reaches a later session of the same name.
+//
+// Liveness: the worker heartbeats a key with a TTL and records every session it holds. Any
+// worker that finds another's heartbeat gone claims its cleanup (exactly one does) and logs
+// its sessions out. When Redis comes back (possibly empty), or this worker finds its own
+// heartbeat gone, it reconciles: the shared state is made to match its live sessions again.
 
 export interface RedisBackplaneOptions {
   url: string;
   prefix: string;
   workerId: string;
   maxRoomsPerUser: number;
+  nodeTtlMs: number;
   deliver: DeliverySink;
+  /** This worker's live sessions, for reconciling after Redis lost or kept stale state. */
+  liveSessions: () => Iterable<LiveSession>;
+  log: Logger;
 }
 
 interface Subscription {
@@ -27,10 +38,19 @@ interface Subscription {
   ready: Promise<unknown>;
 }
 
+const sessionEntry = (member: Member) => `${nameKey(member.user)} ${member.connectionId}`;
+
 export class RedisBackplane implements Backplane {
   private readonly keys: RedisKeys;
   private readonly scripts: ChatScripts;
   private readonly subscriptions = new Map<string, Subscription>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  /** Heartbeat period; the heartbeat key lives 3 periods, the reaper looks every period. */
+  private readonly beatMs: number;
+  private lastProbeAt = performance.now();
+  private reconciling: Promise<void> | undefined;
+  private reconcileAgain = false;
+  private closing = false;
 
   private constructor(
     private readonly commands: Redis,
@@ -39,7 +59,14 @@ export class RedisBackplane implements Backplane {
   ) {
     this.keys = new RedisKeys(options.prefix);
     this.scripts = loadScripts(commands);
-    subscriber.on('message', (_channel: string, message: string) => {
+    // Dead worker found within ~0.8 × NODE_TTL_MS: key TTL 0.6, reaper period 0.2.
+    this.beatMs = Math.max(200, Math.floor(options.nodeTtlMs / 5));
+    const probeChannel = this.keys.workerProbe(options.workerId);
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === probeChannel) {
+        this.lastProbeAt = performance.now();
+        return;
+      }
       const space = message.indexOf(' ');
       if (space > 0) options.deliver(message.slice(0, space), message.slice(space + 1));
     });
@@ -47,24 +74,53 @@ export class RedisBackplane implements Backplane {
 
   static async connect(options: RedisBackplaneOptions): Promise<RedisBackplane> {
     const commands = await connectRedis(options.url, `${options.workerId}:commands`);
+    let subscriber: Redis | undefined;
     try {
-      const subscriber = await connectRedis(options.url, `${options.workerId}:deliveries`);
-      return new RedisBackplane(commands, subscriber, options);
+      subscriber = await connectRedis(options.url, `${options.workerId}:deliveries`);
+      const backplane = new RedisBackplane(commands, subscriber, options);
+      await backplane.start();
+      return backplane;
     } catch (error) {
       commands.disconnect();
+      subscriber?.disconnect();
       throw error;
     }
+  }
+
+  private async start(): Promise<void> {
+    const { workerId } = this.options;
+    await this.subscriber.subscribe(this.keys.workerProbe(workerId));
+    await this.register();
+    this.lastProbeAt = performance.now();
+    this.timers.push(setInterval(() => void this.beat(), this.beatMs));
+    this.timers.push(setInterval(() => void this.reapDeadWorkers(), this.beatMs));
+    for (const timer of this.timers) timer.unref();
+    // Every reconnect after the first: Redis may have restarted empty, or lost our writes.
+    this.commands.on('ready', () => this.reconcile('redis reconnected'));
+  }
+
+  private async register(): Promise<void> {
+    const { workerId } = this.options;
+    await Promise.all([
+      this.commands.sadd(this.keys.workers(), workerId),
+      this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.beatMs * 3),
+    ]);
   }
 
   async login(member: Member): Promise<LoginResult> {
     const userKey = nameKey(member.user);
     const channel = this.keys.userChannel(userKey);
-    // Subscribed first, so a message sent the instant after OK already has a way here.
+    const sessions = this.keys.workerSessions(this.options.workerId);
+    // Subscribed first, so a message sent the instant after OK already has a way here; and
+    // recorded as this worker's before the name is claimed, so a crash never hides a login
+    // from the reaper.
     await this.hold(channel);
     try {
+      await this.commands.sadd(sessions, sessionEntry(member));
       const claimed = await this.scripts.login(
         this.keys.user(userKey), member.user, this.options.workerId, member.connectionId, Date.now());
       if (claimed === 1) return 'ok';
+      await this.commands.srem(sessions, sessionEntry(member));
     } catch (error) {
       this.release(channel);
       throw unavailable(error);
@@ -74,51 +130,67 @@ export class RedisBackplane implements Backplane {
   }
 
   async logout(member: Member): Promise<void> {
-    const userKey = nameKey(member.user);
     try {
-      // Leave the rooms before freeing the name: if this stops half-way, the index still
-      // lists every room, so a later cleanup finishes the job.
-      const rooms = await this.commands.smembers(this.keys.userRooms(userKey));
-      await Promise.all(rooms.map((roomKey) => this.scripts.partRoom(
-        this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId)));
-      await this.scripts.logout(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId);
+      await this.releaseSession(member);
     } catch (error) {
+      // The session's record stays in this worker's set, so a later reconcile finishes this.
+      this.reconcileAgain = true;
       throw unavailable(error);
     } finally {
-      this.release(this.keys.userChannel(userKey));
+      this.release(this.keys.userChannel(nameKey(member.user)));
     }
+  }
+
+  /** Leaves every room, frees the name, forgets the session: the whole of a logout in Redis. */
+  private async releaseSession(member: Member, workerId = this.options.workerId): Promise<void> {
+    const userKey = nameKey(member.user);
+    // Rooms first: if this stops half-way, the index still lists every room, so a later
+    // cleanup finishes the job.
+    const rooms = await this.commands.smembers(this.keys.userRooms(userKey));
+    await Promise.all(rooms.map((roomKey) => this.scripts.partRoom(
+      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId)));
+    await this.scripts.logout(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId);
+    await this.commands.srem(this.keys.workerSessions(workerId), sessionEntry(member));
   }
 
   async join(member: Member, room: string): Promise<JoinResult> {
-    const userKey = nameKey(member.user);
-    const roomKey = nameKey(room);
     try {
-      const reserved = await this.scripts.reserveRoom(
-        this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey,
-        this.options.maxRoomsPerUser);
-      if (reserved === 0) return 'too-many-rooms';
-      if (reserved === -1) throw new Error(`connection ${member.connectionId} no longer holds ${userKey}`);
-      const joined = await this.scripts.joinRoom(
-        this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId, room);
-      return joined === 1 ? 'ok' : 'already-joined';
+      return await this.joinRoom(member, room);
     } catch (error) {
       throw unavailable(error);
     }
   }
 
-  async part(member: Member, room: string): Promise<PartResult> {
+  private async joinRoom(member: Member, room: string): Promise<JoinResult> {
     const userKey = nameKey(member.user);
     const roomKey = nameKey(room);
+    const reserved = await this.scripts.reserveRoom(
+      this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey,
+      this.options.maxRoomsPerUser);
+    if (reserved === 0) return 'too-many-rooms';
+    if (reserved === -1) throw new Error(`connection ${member.connectionId} no longer holds ${userKey}`);
+    const joined = await this.scripts.joinRoom(
+      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId, room);
+    return joined === 1 ? 'ok' : 'already-joined';
+  }
+
+  async part(member: Member, room: string): Promise<PartResult> {
     try {
-      // Sent back to back: the index entry goes even when the membership was already gone.
-      const [left] = await Promise.all([
-        this.scripts.partRoom(this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId),
-        this.scripts.unindexRoom(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey),
-      ]);
-      return left === 1 ? 'ok' : 'not-in-room';
+      return await this.partRoom(member, room);
     } catch (error) {
       throw unavailable(error);
     }
+  }
+
+  private async partRoom(member: Member, room: string): Promise<PartResult> {
+    const userKey = nameKey(member.user);
+    const roomKey = nameKey(room);
+    // Sent back to back: the index entry goes even when the membership was already gone.
+    const [left] = await Promise.all([
+      this.scripts.partRoom(this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId),
+      this.scripts.unindexRoom(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey),
+    ]);
+    return left === 1 ? 'ok' : 'not-in-room';
   }
 
   async sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
@@ -146,12 +218,118 @@ export class RedisBackplane implements Backplane {
     }
   }
 
+  /** Both connections up, and the subscriber proven to deliver within the last three beats. */
   isHealthy(): boolean {
-    return this.commands.status === 'ready' && this.subscriber.status === 'ready';
+    return this.commands.status === 'ready' && this.subscriber.status === 'ready'
+      && performance.now() - this.lastProbeAt < this.beatMs * 3;
   }
 
+  /** Leaves the cluster cleanly; call after every session logged out. */
   async close(): Promise<void> {
+    this.closing = true;
+    for (const timer of this.timers) clearInterval(timer);
+    const { workerId } = this.options;
+    await Promise.allSettled([
+      this.commands.del(this.keys.workerAlive(workerId)),
+      this.commands.srem(this.keys.workers(), workerId),
+    ]);
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
+  }
+
+  /** Refreshes the heartbeat and probes the subscriber; reconciles if we were taken for dead. */
+  private async beat(): Promise<void> {
+    const { workerId } = this.options;
+    try {
+      const refreshed = await this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.beatMs * 3, 'XX');
+      await this.commands.publish(this.keys.workerProbe(workerId), 'probe');
+      if (refreshed === null) this.reconcile('heartbeat was gone');
+      else if (this.reconcileAgain) this.reconcile('an earlier cleanup failed');
+    } catch {
+      // Redis is away; the reconnect triggers the reconcile.
+    }
+    if (this.subscriber.status === 'ready' && performance.now() - this.lastProbeAt > this.beatMs * 3) {
+      // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
+      this.options.log.warn({ silentMs: Math.round(performance.now() - this.lastProbeAt) },
+        'subscriber stopped delivering probes; reconnecting it');
+      this.lastProbeAt = performance.now();
+      this.subscriber.disconnect(true);
+    }
+  }
+
+  /**
+   * Makes Redis hold exactly this worker's live sessions: releases recorded sessions that are
+   * gone, and re-registers live ones with their rooms. A live session whose name another
+   * connection took meanwhile loses it (whoever registered first keeps a name).
+   */
+  private reconcile(reason: string): void {
+    if (this.closing) return;
+    if (this.reconciling) {
+      this.reconcileAgain = true;
+      return;
+    }
+    this.reconcileAgain = false;
+    this.reconciling = this.restore(reason)
+      .catch((error) => {
+        this.reconcileAgain = true;
+        this.options.log.warn({ err: error, reason }, 'reconcile failed; will retry');
+      })
+      .finally(() => { this.reconciling = undefined; });
+  }
+
+  private async restore(reason: string): Promise<void> {
+    const { workerId, log } = this.options;
+    await this.register();
+    const live = new Map<string, LiveSession & { standing: NonNullable<LiveSession['standing']> }>();
+    for (const session of this.options.liveSessions()) {
+      if (session.standing) live.set(sessionEntry(session.standing.member), session as never);
+    }
+    const recorded = await this.commands.smembers(this.keys.workerSessions(workerId));
+    const gone = recorded.filter((entry) => !live.has(entry));
+    await Promise.all(gone.map((entry) => {
+      const [user, connectionId] = entry.split(' ') as [string, string];
+      return this.releaseSession({ user, connectionId });
+    }));
+    let lost = 0;
+    await Promise.all([...live.values()].map(async (session) => {
+      const { member, rooms } = session.standing;
+      if ((await this.login(member)) === 'taken') {
+        lost++;
+        session.loseName();
+        this.release(this.keys.userChannel(nameKey(member.user)));
+        return;
+      }
+      // login() took one more hold on the channel; the session already holds one.
+      this.release(this.keys.userChannel(nameKey(member.user)));
+      await Promise.all(rooms.map((room) => this.joinRoom(member, room)));
+      // The session may have logged out or parted while we re-registered it: undo that part.
+      const now = session.standing;
+      if (now?.member !== member) await this.releaseSession(member);
+      else await Promise.all(rooms.filter((room) => !now.rooms.includes(room)).map((room) => this.partRoom(member, room)));
+    }));
+    log.info({ reason, restored: live.size - lost, lost, released: gone.length }, 'reconciled shared state');
+  }
+
+  /** Cleans up after workers whose heartbeat expired; one worker does each, exactly once. */
+  private async reapDeadWorkers(): Promise<void> {
+    const { workerId, log } = this.options;
+    try {
+      for (const other of await this.commands.smembers(this.keys.workers())) {
+        if (other === workerId) continue;
+        const claimed = await this.scripts.claimReaping(
+          this.keys.workerAlive(other), this.keys.workerReaper(other), workerId, this.beatMs * 10);
+        if (claimed === 0) continue;
+        const entries = await this.commands.smembers(this.keys.workerSessions(other));
+        await Promise.all(entries.map((entry) => {
+          const [user, connectionId] = entry.split(' ') as [string, string];
+          return this.releaseSession({ user, connectionId }, other);
+        }));
+        await this.commands.srem(this.keys.workers(), other);
+        await this.commands.del(this.keys.workerSessions(other), this.keys.workerReaper(other));
+        log.info({ deadWorker: other, released: entries.length }, 'released the sessions of a dead worker');
+      }
+    } catch (error) {
+      log.debug({ err: error }, 'reaper pass failed; the next one retries');
+    }
   }
 
   /** Subscribes to a channel for one more holder; resolves once Redis confirmed it. */

@@ -26,6 +26,31 @@ export class RedisKeys {
     return `${this.prefix}{${roomKey}}:name`;
   }
 
+  /** Set of every worker id that has registered and not yet been cleaned up. */
+  workers(): string {
+    return `${this.prefix}workers`;
+  }
+
+  /** String with a TTL, refreshed by the worker's heartbeat: gone means the worker is dead. */
+  workerAlive(workerId: string): string {
+    return `${this.prefix}{worker:${workerId}}:alive`;
+  }
+
+  /** Set of "<user key> <connection id>" the worker holds; a superset, added before LOGIN. */
+  workerSessions(workerId: string): string {
+    return `${this.prefix}{worker:${workerId}}:sessions`;
+  }
+
+  /** Lock held by the one worker cleaning up after a dead one. */
+  workerReaper(workerId: string): string {
+    return `${this.prefix}{worker:${workerId}}:reaper`;
+  }
+
+  /** Channel a worker publishes to itself, to prove its subscriber still delivers. */
+  workerProbe(workerId: string): string {
+    return `${this.prefix}{worker:${workerId}}:probe`;
+  }
+
   /** Pub/sub channel carrying deliveries to one user, subscribed by the worker that holds it. */
   userChannel(userKey: string): string {
     const [before, after] = this.userChannelAround();

@@ -13,6 +13,7 @@ const SCRIPT_FILES = {
   logout: 'logout-2.lua',
   sendToUser: 'sendToUser-1.lua',
   sendToRoom: 'sendToRoom-2.lua',
+  claimReaping: 'claimReaping-2.lua',
 } as const;
 
 type ScriptName = keyof typeof SCRIPT_FILES;
@@ -26,6 +27,7 @@ export interface ChatScripts {
   unindexRoom(userHash: string, userRooms: string, connectionId: string, roomKey: string): Promise<0 | 1>;
   logout(userHash: string, userRooms: string, connectionId: string): Promise<0 | 1>;
   sendToUser(userHash: string, channel: string, line: string): Promise<0 | 1>;
+  claimReaping(alive: string, reaper: string, workerId: string, claimMs: number): Promise<0 | 1>;
   sendToRoom(
     members: string, roomName: string, senderKey: string, connectionId: string,
     lineBefore: string, lineAfter: string, channelBefore: string, channelAfter: string, spelling: string,
