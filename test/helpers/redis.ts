@@ -45,6 +45,7 @@ export async function startRedisProcess(): Promise<ProcessRedis> {
   const port = await freePort();
   let child = await launch(port);
   const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => {}); // reconnects on its own while a test restarts Redis
   await client.connect();
   const redis: ProcessRedis = {
     url: `redis://127.0.0.1:${port}`,
@@ -52,7 +53,7 @@ export async function startRedisProcess(): Promise<ProcessRedis> {
     port,
     client,
     async kill() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');
       await once(child, 'exit');
     },

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import type { Logger } from '../../log.js';
 
 // The one place Redis clients are made, so every connection fails the same way: a command
 // sent while Redis is unreachable errors at once instead of waiting in an offline queue, and
@@ -6,7 +7,7 @@ import { Redis } from 'ioredis';
 
 const COMMAND_TIMEOUT_MS = 1000;
 
-export async function connectRedis(url: string, role: string): Promise<Redis> {
+export async function connectRedis(url: string, role: string, log: Logger): Promise<Redis> {
   const client = new Redis(url, {
     connectionName: `chatline:${role}`,
     lazyConnect: true,
@@ -15,6 +16,16 @@ export async function connectRedis(url: string, role: string): Promise<Redis> {
     maxRetriesPerRequest: 0,
     commandTimeout: COMMAND_TIMEOUT_MS,
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+  });
+  // ioredis reconnects by itself; without a listener each failed attempt is an unhandled error.
+  let down = false;
+  client.on('error', (error: Error) => {
+    if (!down) log.warn({ role, err: error }, 'redis connection lost; reconnecting');
+    down = true;
+  });
+  client.on('ready', () => {
+    if (down) log.info({ role }, 'redis connection back');
+    down = false;
   });
   await client.connect();
   return client;

@@ -62,6 +62,8 @@ export class RedisBackplane implements Backplane {
     // Dead worker found within ~0.8 × NODE_TTL_MS: key TTL 0.6, reaper period 0.2.
     this.beatMs = Math.max(200, Math.floor(options.nodeTtlMs / 5));
     const probeChannel = this.keys.workerProbe(options.workerId);
+    // A subscriber that just reconnected has had no chance to see a probe yet.
+    subscriber.on('ready', () => { this.lastProbeAt = performance.now(); });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === probeChannel) {
         this.lastProbeAt = performance.now();
@@ -73,10 +75,10 @@ export class RedisBackplane implements Backplane {
   }
 
   static async connect(options: RedisBackplaneOptions): Promise<RedisBackplane> {
-    const commands = await connectRedis(options.url, `${options.workerId}:commands`);
+    const commands = await connectRedis(options.url, `${options.workerId}:commands`, options.log);
     let subscriber: Redis | undefined;
     try {
-      subscriber = await connectRedis(options.url, `${options.workerId}:deliveries`);
+      subscriber = await connectRedis(options.url, `${options.workerId}:deliveries`, options.log);
       const backplane = new RedisBackplane(commands, subscriber, options);
       await backplane.start();
       return backplane;
@@ -278,6 +280,8 @@ export class RedisBackplane implements Backplane {
 
   private async restore(reason: string): Promise<void> {
     const { workerId, log } = this.options;
+    // As at LOGIN: deliveries need a way here before names are claimed again.
+    await this.subscriptionsRestored();
     await this.register();
     const live = new Map<string, LiveSession & { standing: NonNullable<LiveSession['standing']> }>();
     for (const session of this.options.liveSessions()) {
@@ -307,6 +311,27 @@ export class RedisBackplane implements Backplane {
       else await Promise.all(rooms.filter((room) => !now.rooms.includes(room)).map((room) => this.partRoom(member, room)));
     }));
     log.info({ reason, restored: live.size - lost, lost, released: gone.length }, 'reconciled shared state');
+  }
+
+  /**
+   * Resolves once the subscriber is connected and has resubscribed every channel: ioredis
+   * resubscribes as it turns ready, so one more SUBSCRIBE answered means those were too.
+   */
+  private async subscriptionsRestored(): Promise<void> {
+    if (this.subscriber.status !== 'ready') {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.subscriber.off('ready', onReady);
+          reject(new Error('subscriber not back yet'));
+        }, this.beatMs * 5);
+        const onReady = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        this.subscriber.once('ready', onReady);
+      });
+    }
+    await this.subscriber.subscribe(this.keys.workerProbe(this.options.workerId));
   }
 
   /** Cleans up after workers whose heartbeat expired; one worker does each, exactly once. */
