@@ -1,0 +1,64 @@
+import { connect, type Socket } from 'node:net';
+
+// A load-generator connection: writes are queued and sent as one write per socket per
+// event-loop turn, so the generator spends its CPU on the server, not on syscalls.
+
+const pendingFlush = new Set<BenchClient>();
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  for (const client of pendingFlush) client.flush();
+  pendingFlush.clear();
+}
+
+export class BenchClient {
+  private outgoing: string[] = [];
+  private partial = '';
+  onLine: (line: string) => void = () => {};
+
+  private constructor(readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => {
+      const lines = (this.partial + text).split('\r\n');
+      this.partial = lines.pop()!;
+      for (const line of lines) this.onLine(line);
+    });
+    socket.on('error', () => {});
+  }
+
+  static open(port: number, host = '127.0.0.1'): Promise<BenchClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port, host }, () => resolve(new BenchClient(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  send(line: string): void {
+    this.outgoing.push(line);
+    pendingFlush.add(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  }
+
+  flush(): void {
+    if (this.outgoing.length === 0) return;
+    this.socket.write(this.outgoing.join('\n') + '\n');
+    this.outgoing = [];
+  }
+
+  /** Sends a command and resolves with the next line (only before onLine is taken over). */
+  request(line: string): Promise<string> {
+    return new Promise((resolve) => {
+      this.onLine = resolve;
+      this.send(line);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

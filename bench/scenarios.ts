@@ -1,0 +1,231 @@
+import { fork } from 'node:child_process';
+import { BenchClient } from './client.js';
+import { coresUsed, latencyOf, newHistogram, nowMicros, type Result, SequenceTracker } from './measure.js';
+
+// The scenarios. Clients are spread over the endpoints, and within an endpoint consecutive
+// connections land on alternate workers (node:cluster hands them out round-robin), so each
+// sender and its receiver sit on different endpoints or workers.
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface Timing {
+  warmupMs: number;
+  measureMs: number;
+}
+
+let run = 0;
+
+async function openClients(endpoints: Endpoint[], count: number): Promise<BenchClient[]> {
+  const clients: BenchClient[] = [];
+  // Sequential, so the cluster's round-robin alternates workers predictably.
+  for (let i = 0; i < count; i++) {
+    const endpoint = endpoints[i % endpoints.length]!;
+    clients.push(await BenchClient.open(endpoint.port, endpoint.host));
+  }
+  return clients;
+}
+
+async function expectOk(client: BenchClient, line: string): Promise<void> {
+  const reply = await client.request(line);
+  if (reply !== 'OK') throw new Error(`${line} → ${reply}`);
+}
+
+function progress(label: string, delivered: () => number, startedAt: number): NodeJS.Timeout {
+  return setInterval(() => {
+    const seconds = (performance.now() - startedAt) / 1000;
+    process.stderr.write(`\r  ${label}: ${delivered()} delivered, ${Math.round(delivered() / seconds)}/s   `);
+  }, 1000);
+}
+
+/** Runs warm-up then the measured window; `measuring` tells the scenario when to record. */
+async function window(label: string, timing: Timing, delivered: () => number, onMeasureStart: () => void) {
+  await new Promise((resolve) => setTimeout(resolve, timing.warmupMs));
+  onMeasureStart();
+  const cpu = process.cpuUsage();
+  const startedAt = performance.now();
+  const ticker = progress(label, delivered, startedAt);
+  await new Promise((resolve) => setTimeout(resolve, timing.measureMs));
+  clearInterval(ticker);
+  process.stderr.write('\r' + ' '.repeat(70) + '\r');
+  const wallMs = performance.now() - startedAt;
+  return { wallMs, cores: coresUsed(cpu, wallMs) };
+}
+
+function generatorNotes(cores: number): string[] {
+  return cores > 0.85 ? [`load generator used ${cores.toFixed(2)} cores: it may be the bottleneck`] : [];
+}
+
+/** N sender→receiver pairs, each sender keeping `window` DMs in flight. */
+export async function dm(mode: string, endpoints: Endpoint[], pairs: number, inFlight: number, timing: Timing): Promise<Result> {
+  const tag = `d${++run}`;
+  const clients = await openClients(endpoints, pairs * 2);
+  const histogram = newHistogram();
+  let measuring = false;
+  let stopping = false;
+  let delivered = 0;
+  const sent = new Array<number>(pairs).fill(0);
+  const trackers = Array.from({ length: pairs }, () => new SequenceTracker());
+  const outstanding = new Array<number>(pairs).fill(0);
+
+  for (let i = 0; i < pairs; i++) {
+    await expectOk(clients[2 * i]!, `LOGIN ${tag}s${i}`);
+    await expectOk(clients[2 * i + 1]!, `LOGIN ${tag}r${i}`);
+  }
+  const topUp = (i: number) => {
+    const sender = clients[2 * i]!;
+    while (!stopping && outstanding[i]! < inFlight) {
+      sender.send(`MSG ${tag}r${i} ${sent[i]!++} ${nowMicros()}`);
+      outstanding[i]!++;
+    }
+  };
+  for (let i = 0; i < pairs; i++) {
+    clients[2 * i]!.onLine = (line) => {
+      if (line !== 'OK') throw new Error(`sender got ${line}`);
+    };
+    clients[2 * i + 1]!.onLine = (line) => {
+      // GOTUSERMSG <sender> <seq> <sent at>
+      const parts = line.split(' ');
+      trackers[i]!.record(Number(parts[2]));
+      if (measuring) {
+        histogram.recordValue(Math.max(1, nowMicros() - Number(parts[3])));
+        delivered++;
+      }
+      outstanding[i]!--;
+      topUp(i);
+    };
+  }
+  for (let i = 0; i < pairs; i++) topUp(i);
+  const { wallMs, cores } = await window(`dm ${pairs}x${inFlight}`, timing, () => delivered, () => { measuring = true; });
+  measuring = false;
+  stopping = true;
+  await drain(() => outstanding.every((n) => n === 0));
+  for (const client of clients) client.close();
+  const totalSent = sent.reduce((a, b) => a + b, 0);
+  const unique = trackers.reduce((a, t) => a + t.unique, 0);
+  return {
+    mode, scenario: `dm ${pairs} pairs, window ${inFlight}`,
+    rate: Math.round((delivered / wallMs) * 1000),
+    latencyMs: latencyOf(histogram),
+    lost: totalSent - unique,
+    duplicated: trackers.reduce((a, t) => a + t.duplicated, 0),
+    outOfOrder: trackers.reduce((a, t) => a + t.outOfOrder, 0),
+    loadgenCores: cores,
+    notes: generatorNotes(cores),
+  };
+}
+
+/** R rooms of M members; one sender per room keeps `window` messages in flight to all. */
+export async function room(mode: string, endpoints: Endpoint[], rooms: number, members: number, inFlight: number, timing: Timing): Promise<Result> {
+  const tag = `r${++run}`;
+  const clients = await openClients(endpoints, rooms * members);
+  const histogram = newHistogram();
+  let measuring = false;
+  let stopping = false;
+  let delivered = 0;
+  const sent = new Array<number>(rooms).fill(0);
+  // waiting[r] maps a message's seq to how many members have yet to get it.
+  const waiting = Array.from({ length: rooms }, () => new Map<number, number>());
+  const trackers = Array.from({ length: rooms * members }, () => new SequenceTracker());
+
+  await Promise.all(Array.from({ length: rooms }, async (_, r) => {
+    for (let m = 0; m < members; m++) {
+      const client = clients[r * members + m]!;
+      await expectOk(client, `LOGIN ${tag}u${r}x${m}`);
+      await expectOk(client, `JOIN #${tag}room${r}`);
+    }
+  }));
+  const topUp = (r: number) => {
+    while (!stopping && waiting[r]!.size < inFlight) {
+      const seq = sent[r]!++;
+      waiting[r]!.set(seq, members - 1);
+      clients[r * members]!.send(`MSG #${tag}room${r} ${seq} ${nowMicros()}`);
+    }
+  };
+  for (let r = 0; r < rooms; r++) {
+    clients[r * members]!.onLine = () => {}; // its OKs and its own copies
+    for (let m = 1; m < members; m++) {
+      const index = r * members + m;
+      clients[index]!.onLine = (line) => {
+        // GOTROOMMSG <sender> <#room> <seq> <sent at>
+        const parts = line.split(' ');
+        const seq = Number(parts[3]);
+        trackers[index]!.record(seq);
+        if (measuring) {
+          histogram.recordValue(Math.max(1, nowMicros() - Number(parts[4])));
+          delivered++;
+        }
+        const left = waiting[r]!.get(seq)! - 1;
+        if (left === 0) {
+          waiting[r]!.delete(seq);
+          topUp(r);
+        } else waiting[r]!.set(seq, left);
+      };
+    }
+  }
+  for (let r = 0; r < rooms; r++) topUp(r);
+  const { wallMs, cores } = await window(`room ${rooms}x${members}`, timing, () => delivered, () => { measuring = true; });
+  measuring = false;
+  stopping = true;
+  await drain(() => waiting.every((w) => w.size === 0));
+  for (const client of clients) client.close();
+  const expected = sent.reduce((a, b) => a + b, 0) * (members - 1);
+  const unique = trackers.reduce((a, t) => a + t.unique, 0);
+  return {
+    mode, scenario: `room ${rooms}x${members}, window ${inFlight}`,
+    rate: Math.round((delivered / wallMs) * 1000),
+    latencyMs: latencyOf(histogram),
+    lost: expected - unique,
+    duplicated: trackers.reduce((a, t) => a + t.duplicated, 0),
+    outOfOrder: trackers.reduce((a, t) => a + t.outOfOrder, 0),
+    loadgenCores: cores,
+    notes: generatorNotes(cores),
+  };
+}
+
+async function drain(done: () => boolean): Promise<void> {
+  const deadline = performance.now() + 5000;
+  while (!done() && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/**
+ * K clients log in and stay. The clients are split over child processes (one process may hold
+ * only so many sockets); `sample` reads the servers' memory while all of them are connected.
+ */
+export async function connectMany(
+  mode: string, endpoints: Endpoint[], count: number, sample: () => Promise<{ serverBytes: number; redisBytes: number }>,
+): Promise<Result> {
+  const tag = `c${++run}`;
+  const before = await sample();
+  const processes = Math.ceil(count / 10_000);
+  const started = performance.now();
+  const children = Array.from({ length: processes }, (_, p) => {
+    const share = Math.floor(count / processes) + (p < count % processes ? 1 : 0);
+    return fork(new URL('./connect-child.ts', import.meta.url), [JSON.stringify({ endpoints, count: share, prefix: `${tag}p${p}u` })],
+      { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  });
+  const loggedIn = await Promise.all(children.map((child) => new Promise<number>((resolve, reject) => {
+    child.once('message', (message) => resolve((message as { loggedIn: number }).loggedIn));
+    child.once('exit', (code) => reject(new Error(`connect child exited with ${code}`)));
+  })));
+  const seconds = (performance.now() - started) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // let the servers settle
+  const after = await sample();
+  for (const child of children) child.kill();
+  const total = loggedIn.reduce((a, b) => a + b, 0);
+  const perClient = (bytes: number) => Math.round(bytes / total);
+  return {
+    mode, scenario: `connect ${count} clients`,
+    rate: Math.round(total / seconds),
+    latencyMs: { p50: 0, p90: 0, p99: 0, max: 0 },
+    lost: count - total, duplicated: 0, outOfOrder: 0,
+    loadgenCores: 0,
+    notes: [],
+    extra: {
+      serverBytesPerClient: perClient(after.serverBytes - before.serverBytes),
+      redisBytesPerClient: perClient(after.redisBytes - before.redisBytes),
+    },
+  };
+}
