@@ -44,6 +44,9 @@ export class RedisBackplane implements Backplane {
   private readonly keys: RedisKeys;
   private readonly scripts: ChatScripts;
   private readonly subscriptions = new Map<string, Subscription>();
+  /** Channels to subscribe to in the next batch, and that batch's outcome. */
+  private subscribeBatch: string[] = [];
+  private subscribeBatchDone: Promise<unknown> | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   /** Heartbeat period; the heartbeat key lives 3 periods, the reaper looks every period. */
   private readonly beatMs: number;
@@ -118,9 +121,11 @@ export class RedisBackplane implements Backplane {
     // from the reaper.
     await this.hold(channel);
     try {
-      await this.commands.sadd(sessions, sessionEntry(member));
-      const claimed = await this.scripts.login(
-        this.keys.user(userKey), member.user, this.options.workerId, member.connectionId, Date.now());
+      // Back to back on one connection: Redis runs the record before the claim, in one round trip.
+      const [, claimed] = await Promise.all([
+        this.commands.sadd(sessions, sessionEntry(member)),
+        this.scripts.login(this.keys.user(userKey), member.user, this.options.workerId, member.connectionId, Date.now()),
+      ]);
       if (claimed === 1) return 'ok';
       await this.commands.srem(sessions, sessionEntry(member));
     } catch (error) {
@@ -361,7 +366,7 @@ export class RedisBackplane implements Backplane {
   private async hold(channel: string): Promise<void> {
     let subscription = this.subscriptions.get(channel);
     if (!subscription) {
-      subscription = { holders: 0, ready: this.subscriber.subscribe(channel) };
+      subscription = { holders: 0, ready: this.subscribeSoon(channel) };
       this.subscriptions.set(channel, subscription);
     }
     subscription.holders++;
@@ -371,6 +376,21 @@ export class RedisBackplane implements Backplane {
       this.release(channel);
       throw unavailable(error);
     }
+  }
+
+  /**
+   * ioredis does not pipeline SUBSCRIBE, so logins arriving together would each wait for a
+   * write and a round trip of their own: one SUBSCRIBE per event-loop turn carries them all.
+   */
+  private subscribeSoon(channel: string): Promise<unknown> {
+    this.subscribeBatch.push(channel);
+    this.subscribeBatchDone ??= new Promise((resolve) => setImmediate(resolve)).then(() => {
+      const channels = this.subscribeBatch;
+      this.subscribeBatch = [];
+      this.subscribeBatchDone = undefined;
+      return this.subscriber.subscribe(...channels);
+    });
+    return this.subscribeBatchDone;
   }
 
   private release(channel: string): void {
