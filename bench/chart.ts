@@ -23,6 +23,8 @@ export function chart(results: Result[]): string {
     return `<polyline fill="none" stroke="${COLORS[m % COLORS.length]}" stroke-dasharray="${['', '6 3', '2 2'][k]}" points="${line}"/>`
       + `<text x="${WIDTH - MARGIN + 4}" y="${MARGIN + (m * 3 + k) * 14}" font-size="10" fill="${COLORS[m % COLORS.length]}">${mode} ${p}</text>`;
   }));
+  const rateTicks = [0, 0.25, 0.5, 0.75, 1].map((f) => Math.round(maxRate * f))
+    .map((rate) => `<text x="${x(rate) - 10}" y="${HEIGHT - MARGIN + 14}" font-size="10">${rate >= 1000 ? `${Math.round(rate / 1000)}k` : rate}</text>`);
   const ticks = [0.01, 0.1, 1, 10, 100, 1000].filter((t) => t >= low && t <= high)
     .map((t) => `<text x="4" y="${y(t) + 3}" font-size="10">${t} ms</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH + 120}" height="${HEIGHT}" font-family="sans-serif">
@@ -32,6 +34,7 @@ export function chart(results: Result[]): string {
 <line x1="${MARGIN}" y1="${MARGIN}" x2="${MARGIN}" y2="${HEIGHT - MARGIN}" stroke="black"/>
 <text x="${WIDTH / 2}" y="${HEIGHT - 15}" font-size="11">delivered messages per second</text>
 ${ticks.join('\n')}
+${rateTicks.join('\n')}
 ${series.join('\n')}
 </svg>
 `;

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ChatProcess } from '../helpers/chat-process.js';
+import { loggedIn, type LineClient } from '../helpers/client.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { RedisProxy } from '../helpers/redis-proxy.js';
+import { waitFor } from '../helpers/wait.js';
+
+// The subscriber connection stays open but delivers nothing (as seen with other backplanes).
+// Each worker probes its own pub/sub path, notices the silence, reports not ready, reconnects
+// the subscriber, and delivery works again without anyone logging in anew.
+
+const NODE_TTL_MS = 2000; // probes every 400 ms, silence noticed after 1.2 s
+
+describe('a subscriber that silently stops delivering', () => {
+  let redis: TestRedis;
+  let proxy: RedisProxy;
+  let chat: ChatProcess;
+  const clients: LineClient[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    proxy = await RedisProxy.start(Number(new URL(redis.url).port));
+    chat = await ChatProcess.start({ REDIS_URL: proxy.url, REDIS_PREFIX: 'silent:', NODE_TTL_MS: String(NODE_TTL_MS) }, 1);
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await chat?.stop();
+    await proxy?.stop();
+    await redis?.stop();
+  });
+
+  it('is noticed by the probe, reported on /readyz, and replaced', async () => {
+    const [alice, bob] = await Promise.all([loggedIn(chat.port, 'alice'), loggedIn(chat.port, 'bob')]);
+    clients.push(alice, bob);
+    await alice.command('MSG bob before', 'OK');
+    await bob.expect('GOTUSERMSG alice before');
+
+    assert.equal(proxy.silence(':deliveries'), 1, 'the worker has one subscriber connection');
+    // What is sent now may be lost (at most once), but never duplicated later.
+    await alice.command('MSG bob into the void', 'OK');
+
+    await waitFor('/readyz to report the silent subscriber', async () => (await chat.probe('/readyz')).status === 503, 5000);
+    await waitFor('the worker to notice and reconnect', () =>
+      chat.logs.some((line) => line.msg === 'subscriber stopped delivering probes; reconnecting it'), 5000);
+    await waitFor('/readyz to recover', async () => (await chat.probe('/readyz')).status === 200, 10_000);
+
+    await alice.command('MSG bob after', 'OK');
+    const got = await bob.nextLine();
+    assert.ok(got === 'GOTUSERMSG alice after', `bob got ${got}`);
+    await bob.expectSilence(300);
+  });
+});
