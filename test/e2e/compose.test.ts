@@ -49,6 +49,14 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
     process.once('SIGTERM', cleanUp);
     await project.run('build', 'chat');
     await project.run('up', '-d', '--scale', 'chat=3');
+    // As a user would: wait until every replica reports ready, then one HAProxy check interval
+    // (2 s, rise 1) so the balancer has them all; otherwise the first replica up takes everyone.
+    await waitFor('three healthy chat replicas', async () => {
+      const containers = await project.containers('chat');
+      const states = await Promise.all(containers.map((id) => project.health(id)));
+      return states.length === 3 && states.every((state) => state === 'healthy');
+    }, 90_000);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
   });
 
   after(async () => {

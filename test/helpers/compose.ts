@@ -43,6 +43,12 @@ export class ComposeProject {
     return (await this.run('ps', '-q', service)).split('\n').filter(Boolean);
   }
 
+  /** Docker's health status of a container (from the image's HEALTHCHECK). */
+  async health(container: string): Promise<string> {
+    const { stdout } = await run('docker', ['inspect', '-f', '{{.State.Health.Status}}', container]);
+    return stdout.trim();
+  }
+
   /** Log lines (JSON) a container wrote. */
   async logsOf(container: string): Promise<Record<string, unknown>[]> {
     const { stdout } = await run('docker', ['logs', container], { maxBuffer: 64 * 1024 * 1024 });
