@@ -164,4 +164,7 @@ async function main(): Promise<void> {
   process.exitCode = bad.length ? 1 : 0;
 }
 
-await main();
+await main().catch((error: Error) => {
+  console.error(`bench failed: ${error.message}`);
+  process.exitCode = 2;
+});

@@ -103,17 +103,26 @@ export async function dm(mode: string, endpoints: Endpoint[], pairs: number, inF
   stopping = true;
   await drain(() => outstanding.every((n) => n === 0));
   for (const client of clients) client.close();
-  const totalSent = sent.reduce((a, b) => a + b, 0);
-  const unique = trackers.reduce((a, t) => a + t.unique, 0);
+  return summary(mode, `dm ${pairs} pairs, window ${inFlight}`, {
+    delivered, wallMs, cores, histogram, trackers, expected: sent.reduce((a, b) => a + b, 0),
+  });
+}
+
+/** The Result of a delivery scenario: rate, latency, and what the trackers saw against what was sent. */
+function summary(mode: string, scenario: string, run: {
+  delivered: number; wallMs: number; cores: number; histogram: ReturnType<typeof newHistogram>;
+  trackers: SequenceTracker[]; expected: number;
+}): Result {
+  const total = (field: 'unique' | 'duplicated' | 'outOfOrder') => run.trackers.reduce((a, t) => a + t[field], 0);
   return {
-    mode, scenario: `dm ${pairs} pairs, window ${inFlight}`,
-    rate: Math.round((delivered / wallMs) * 1000),
-    latencyMs: latencyOf(histogram),
-    lost: totalSent - unique,
-    duplicated: trackers.reduce((a, t) => a + t.duplicated, 0),
-    outOfOrder: trackers.reduce((a, t) => a + t.outOfOrder, 0),
-    loadgenCores: cores,
-    notes: generatorNotes(cores),
+    mode, scenario,
+    rate: Math.round((run.delivered / run.wallMs) * 1000),
+    latencyMs: latencyOf(run.histogram),
+    lost: run.expected - total('unique'),
+    duplicated: total('duplicated'),
+    outOfOrder: total('outOfOrder'),
+    loadgenCores: run.cores,
+    notes: generatorNotes(run.cores),
   };
 }
 
@@ -171,18 +180,9 @@ export async function room(mode: string, endpoints: Endpoint[], rooms: number, m
   stopping = true;
   await drain(() => waiting.every((w) => w.size === 0));
   for (const client of clients) client.close();
-  const expected = sent.reduce((a, b) => a + b, 0) * (members - 1);
-  const unique = trackers.reduce((a, t) => a + t.unique, 0);
-  return {
-    mode, scenario: `room ${rooms}x${members}, window ${inFlight}`,
-    rate: Math.round((delivered / wallMs) * 1000),
-    latencyMs: latencyOf(histogram),
-    lost: expected - unique,
-    duplicated: trackers.reduce((a, t) => a + t.duplicated, 0),
-    outOfOrder: trackers.reduce((a, t) => a + t.outOfOrder, 0),
-    loadgenCores: cores,
-    notes: generatorNotes(cores),
-  };
+  return summary(mode, `room ${rooms}x${members}, window ${inFlight}`, {
+    delivered, wallMs, cores, histogram, trackers, expected: sent.reduce((a, b) => a + b, 0) * (members - 1),
+  });
 }
 
 async function drain(done: () => boolean): Promise<void> {

@@ -160,12 +160,8 @@ export class RedisBackplane implements Backplane {
     await this.commands.srem(this.keys.workerSessions(workerId), sessionEntry(member));
   }
 
-  async join(member: Member, room: string): Promise<JoinResult> {
-    try {
-      return await this.joinRoom(member, room);
-    } catch (error) {
-      throw unavailable(error);
-    }
+  join(member: Member, room: string): Promise<JoinResult> {
+    return orUnavailable(this.joinRoom(member, room));
   }
 
   private async joinRoom(member: Member, room: string): Promise<JoinResult> {
@@ -181,12 +177,8 @@ export class RedisBackplane implements Backplane {
     return joined === 1 ? 'ok' : 'already-joined';
   }
 
-  async part(member: Member, room: string): Promise<PartResult> {
-    try {
-      return await this.partRoom(member, room);
-    } catch (error) {
-      throw unavailable(error);
-    }
+  part(member: Member, room: string): Promise<PartResult> {
+    return orUnavailable(this.partRoom(member, room));
   }
 
   private async partRoom(member: Member, room: string): Promise<PartResult> {
@@ -204,25 +196,17 @@ export class RedisBackplane implements Backplane {
     const roomKey = nameKey(room);
     const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
     const [channelBefore, channelAfter] = this.keys.userChannelAround();
-    try {
-      const roomName = await this.scripts.sendToRoom(
-        this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), nameKey(sender.user), sender.connectionId,
-        lineBefore, lineAfter, channelBefore, channelAfter, room);
-      return roomName === null ? 'not-available' : { roomName };
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const roomName = await orUnavailable(this.scripts.sendToRoom(
+      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), nameKey(sender.user), sender.connectionId,
+      lineBefore, lineAfter, channelBefore, channelAfter, room));
+    return roomName === null ? 'not-available' : { roomName };
   }
 
   async sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
     const userKey = nameKey(user);
-    try {
-      const sent = await this.scripts.sendToUser(
-        this.keys.user(userKey), this.keys.userChannel(userKey), replies.userMessage(sender.user, text));
-      return sent === 1 ? 'ok' : 'not-found';
-    } catch (error) {
-      throw unavailable(error);
-    }
+    const sent = await orUnavailable(this.scripts.sendToUser(
+      this.keys.user(userKey), this.keys.userChannel(userKey), replies.userMessage(sender.user, text)));
+    return sent === 1 ? 'ok' : 'not-found';
   }
 
   /** Both connections up, and the subscriber proven to deliver within the last three beats. */
@@ -404,4 +388,11 @@ export class RedisBackplane implements Backplane {
 
 function unavailable(error: unknown): BackplaneUnavailableError {
   return error instanceof BackplaneUnavailableError ? error : new BackplaneUnavailableError(error);
+}
+
+/** Any Redis failure of this step is, to the caller, the shared state being unavailable. */
+function orUnavailable<T>(step: Promise<T>): Promise<T> {
+  return step.catch((error: unknown) => {
+    throw unavailable(error);
+  });
 }
