@@ -92,3 +92,52 @@ describe('a worker killed with SIGKILL', () => {
     await waitFor('no chat state left', async () => (await chatStateKeys(redis.client, 'crash:')).length === 0);
   });
 });
+
+describe('a whole instance killed with SIGKILL (primary and workers)', () => {
+  let redis: TestRedis;
+  let lost: ChatProcess;
+  let survivor: ChatProcess;
+  const clients: LineClient[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    const env = { REDIS_URL: redis.url, REDIS_PREFIX: 'gone:', NODE_TTL_MS: String(NODE_TTL_MS) };
+    [lost, survivor] = await Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    await survivor?.stop();
+    await redis?.stop();
+  });
+
+  it('has every user and membership released by the other instance within NODE_TTL_MS', async () => {
+    const watcher = await loggedIn(survivor.port, 'watcher');
+    clients.push(watcher);
+    await watcher.command('JOIN #lobby', 'OK');
+    const names = Array.from({ length: 10 }, (_, i) => `gone${i}`);
+    for (const name of names) {
+      const client = await loggedIn(lost.port, name);
+      clients.push(client);
+      await client.command('JOIN #lobby', 'OK');
+    }
+    const pids = new Set([lost.pid, ...lost.logs.filter((line) => line.msg === 'listening').map((line) => line.pid as number)]);
+    assert.equal(pids.size, 3, 'a primary and two workers');
+    const killedAt = performance.now();
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+
+    for (const name of names) {
+      const taker = await LineClient.connect(survivor.port);
+      clients.push(taker);
+      await waitFor(`${name} to come free`, async () => {
+        taker.send(`LOGIN ${name}`);
+        return (await taker.nextLine()) === 'OK';
+      }, NODE_TTL_MS * 2);
+    }
+    const releasedAfterMs = performance.now() - killedAt;
+    assert.ok(releasedAfterMs <= NODE_TTL_MS, `names came free after ${Math.round(releasedAfterMs)} ms`);
+    assert.deepEqual(await redis.client.hkeys('gone:{#lobby}:members'), ['watcher']);
+    const reaped = survivor.logs.filter((line) => line.msg === 'released the sessions of a dead worker');
+    assert.equal(reaped.length, 2, 'each dead worker cleaned up once');
+    assert.equal(reaped.reduce((sum, line) => sum + Number(line.released), 0), names.length);
+  });
+});
