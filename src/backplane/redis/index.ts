@@ -51,6 +51,8 @@ export class RedisBackplane implements Backplane {
   /** Heartbeat period; the heartbeat key lives 3 periods, the reaper looks every period. */
   private readonly beatMs: number;
   private lastProbeAt = performance.now();
+  /** Sessions between recording themselves and learning the outcome of their LOGIN. */
+  private readonly loginsInFlight = new Set<string>();
   private reconciling: Promise<void> | undefined;
   private reconcileAgain = false;
   private closing = false;
@@ -120,17 +122,21 @@ export class RedisBackplane implements Backplane {
     // recorded as this worker's before the name is claimed, so a crash never hides a login
     // from the reaper.
     await this.hold(channel);
+    const entry = sessionEntry(member);
+    this.loginsInFlight.add(entry);
     try {
       // Back to back on one connection: Redis runs the record before the claim, in one round trip.
       const [, claimed] = await Promise.all([
-        this.commands.sadd(sessions, sessionEntry(member)),
+        this.commands.sadd(sessions, entry),
         this.scripts.login(this.keys.user(userKey), member.user, this.options.workerId, member.connectionId, Date.now()),
       ]);
       if (claimed === 1) return 'ok';
-      await this.commands.srem(sessions, sessionEntry(member));
+      await this.commands.srem(sessions, entry);
     } catch (error) {
       this.release(channel);
       throw unavailable(error);
+    } finally {
+      this.loginsInFlight.delete(entry);
     }
     this.release(channel);
     return 'taken';
@@ -272,19 +278,20 @@ export class RedisBackplane implements Backplane {
     // As at LOGIN: deliveries need a way here before names are claimed again.
     await this.subscriptionsRestored();
     await this.register();
-    const live = new Map<string, LiveSession & { standing: NonNullable<LiveSession['standing']> }>();
+    const live = new Map<string, { session: LiveSession; member: Member; rooms: string[] }>();
     for (const session of this.options.liveSessions()) {
-      if (session.standing) live.set(sessionEntry(session.standing.member), session as never);
+      const standing = session.standing;
+      if (standing) live.set(sessionEntry(standing.member), { session, ...standing });
     }
     const recorded = await this.commands.smembers(this.keys.workerSessions(workerId));
-    const gone = recorded.filter((entry) => !live.has(entry));
+    // A login still in flight is recorded but not yet live: it is neither gone nor restorable.
+    const gone = recorded.filter((entry) => !live.has(entry) && !this.loginsInFlight.has(entry));
     await Promise.all(gone.map((entry) => {
       const [user, connectionId] = entry.split(' ') as [string, string];
       return this.releaseSession({ user, connectionId });
     }));
     let lost = 0;
-    await Promise.all([...live.values()].map(async (session) => {
-      const { member, rooms } = session.standing;
+    await Promise.all([...live.values()].map(async ({ session, member, rooms }) => {
       if ((await this.login(member)) === 'taken') {
         lost++;
         session.loseName();
