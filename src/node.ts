@@ -41,12 +41,13 @@ export async function runChatNode(config: Config, rootLog: Logger): Promise<void
     if (stopping) return;
     // Not ready from here on, so load balancers stop sending new clients while we drain.
     stopping = true;
-    log.info({ signal, clients: server.clientCount }, 'shutting down');
+    // Armed before anything that could block (even a log write), so the stop always ends.
     const overdue = setTimeout(() => {
       log.error({ clients: server.clientCount }, 'graceful stop overran SHUTDOWN_GRACE_MS; exiting now');
       process.exit(1);
     }, config.shutdownGraceMs);
     overdue.unref();
+    log.info({ signal, clients: server.clientCount }, 'shutting down');
     // Half the grace period at most for spreading the goodbyes; the rest for logouts.
     await server.close(config.shutdownGraceMs / 2);
     await backplane.close();
