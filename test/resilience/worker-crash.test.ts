@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ChatProcess } from '../helpers/chat-process.js';
-import { LineClient, loggedIn } from '../helpers/client.js';
+import { type LineClient, loggedIn, loggedInOnceFree } from '../helpers/client.js';
 import { chatStateKeys, startRedis, type TestRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -53,15 +53,8 @@ describe('a worker killed with SIGKILL', () => {
 
     // Every name of the dead worker can be taken from the other instance.
     const takers: LineClient[] = [];
-    for (const name of doomed) {
-      const taker = await LineClient.connect(survivor.port);
-      clients.push(taker);
-      await waitFor(`${name} to come free`, async () => {
-        taker.send(`LOGIN ${name}`);
-        return (await taker.nextLine()) === 'OK';
-      }, NODE_TTL_MS * 2);
-      takers.push(taker);
-    }
+    for (const name of doomed) takers.push(await loggedInOnceFree(survivor.port, name, NODE_TTL_MS * 2));
+    clients.push(...takers);
     const releasedAfterMs = performance.now() - killedAt;
     assert.ok(releasedAfterMs <= NODE_TTL_MS, `names came free after ${Math.round(releasedAfterMs)} ms`);
 
@@ -125,14 +118,7 @@ describe('a whole instance killed with SIGKILL (primary and workers)', () => {
     const killedAt = performance.now();
     for (const pid of pids) process.kill(pid, 'SIGKILL');
 
-    for (const name of names) {
-      const taker = await LineClient.connect(survivor.port);
-      clients.push(taker);
-      await waitFor(`${name} to come free`, async () => {
-        taker.send(`LOGIN ${name}`);
-        return (await taker.nextLine()) === 'OK';
-      }, NODE_TTL_MS * 2);
-    }
+    for (const name of names) clients.push(await loggedInOnceFree(survivor.port, name, NODE_TTL_MS * 2));
     const releasedAfterMs = performance.now() - killedAt;
     assert.ok(releasedAfterMs <= NODE_TTL_MS, `names came free after ${Math.round(releasedAfterMs)} ms`);
     assert.deepEqual(await redis.client.hkeys('gone:{#lobby}:members'), ['watcher']);
