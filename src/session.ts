@@ -79,10 +79,8 @@ export class Session {
 
   /** The shared state gave this session's name to another: tell the client, forget the login. */
   loseName(): void {
-    const me = this.me;
+    const me = this.forgetLogin();
     if (!me) return;
-    this.me = undefined;
-    this.rooms.clear();
     this.context.log.warn({ connection: this.id, user: me.user }, 'session lost its name to another login');
     this.write(replies.nameTaken(me.user));
   }
@@ -183,8 +181,7 @@ export class Session {
     switch (step.kind) {
       case 'logout':
         await backplane.logout(me);
-        this.me = undefined;
-        this.rooms.clear();
+        this.forgetLogin();
         return replies.ok();
       case 'join': {
         const result = await backplane.join(me, step.room);
@@ -213,14 +210,20 @@ export class Session {
   }
 
   private async disconnect(): Promise<void> {
-    const me = this.me;
-    this.me = undefined;
-    this.rooms.clear();
+    const me = this.forgetLogin();
     try {
       if (me) await this.context.backplane.logout(me);
     } finally {
       this.finish();
     }
+  }
+
+  /** Drops what this session holds locally; returns who it was. */
+  private forgetLogin(): Member | undefined {
+    const me = this.me;
+    this.me = undefined;
+    this.rooms.clear();
+    return me;
   }
 
   private write(text: string): void {

@@ -38,7 +38,13 @@ interface Subscription {
   ready: Promise<unknown>;
 }
 
+/** A worker's record of one session it holds: "<user key> <connection id>". */
 const sessionEntry = (member: Member) => `${nameKey(member.user)} ${member.connectionId}`;
+
+function memberOf(entry: string): Member {
+  const [user, connectionId] = entry.split(' ') as [string, string];
+  return { user, connectionId };
+}
 
 export class RedisBackplane implements Backplane {
   private readonly keys: RedisKeys;
@@ -48,8 +54,10 @@ export class RedisBackplane implements Backplane {
   private subscribeBatch: string[] = [];
   private subscribeBatchDone: Promise<unknown> | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
-  /** Heartbeat period; the heartbeat key lives 3 periods, the reaper looks every period. */
+  /** Heartbeat period; the reaper looks every period too. */
   private readonly beatMs: number;
+  /** How long the heartbeat key lives unless refreshed: three beats. */
+  private readonly heartbeatTtlMs: number;
   private lastProbeAt = performance.now();
   /** Sessions between recording themselves and learning the outcome of their LOGIN. */
   private readonly loginsInFlight = new Set<string>();
@@ -66,6 +74,7 @@ export class RedisBackplane implements Backplane {
     this.scripts = loadScripts(commands);
     // Dead worker found within ~0.8 × NODE_TTL_MS: key TTL 0.6, reaper period 0.2.
     this.beatMs = Math.max(200, Math.floor(options.nodeTtlMs / 5));
+    this.heartbeatTtlMs = this.beatMs * 3;
     const probeChannel = this.keys.workerProbe(options.workerId);
     // A subscriber that just reconnected has had no chance to see a probe yet.
     subscriber.on('ready', () => { this.lastProbeAt = performance.now(); });
@@ -110,36 +119,46 @@ export class RedisBackplane implements Backplane {
     const { workerId } = this.options;
     await Promise.all([
       this.commands.sadd(this.keys.workers(), workerId),
-      this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.beatMs * 3),
+      this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.heartbeatTtlMs),
     ]);
   }
 
   async login(member: Member): Promise<LoginResult> {
-    const userKey = nameKey(member.user);
-    const channel = this.keys.userChannel(userKey);
-    const sessions = this.keys.workerSessions(this.options.workerId);
-    // Subscribed first, so a message sent the instant after OK already has a way here; and
-    // recorded as this worker's before the name is claimed, so a crash never hides a login
-    // from the reaper.
+    const channel = this.keys.userChannel(nameKey(member.user));
+    // Subscribed first, so a message sent the instant after OK already has a way here.
     await this.hold(channel);
+    let claimed = false;
+    try {
+      claimed = await this.claimName(member);
+    } catch (error) {
+      throw unavailable(error);
+    } finally {
+      if (!claimed) this.release(channel);
+    }
+    return claimed ? 'ok' : 'taken';
+  }
+
+  /**
+   * Claims the name for this connection, recorded as this worker's before the claim so a crash
+   * never hides a login from the reaper. Leaves no record when the name is taken.
+   */
+  private async claimName(member: Member): Promise<boolean> {
+    const sessions = this.keys.workerSessions(this.options.workerId);
     const entry = sessionEntry(member);
     this.loginsInFlight.add(entry);
     try {
       // Back to back on one connection: Redis runs the record before the claim, in one round trip.
       const [, claimed] = await Promise.all([
         this.commands.sadd(sessions, entry),
-        this.scripts.login(this.keys.user(userKey), member.user, this.options.workerId, member.connectionId, Date.now()),
+        this.scripts.login(this.keys.user(nameKey(member.user)), member.user, this.options.workerId,
+          member.connectionId, Date.now()),
       ]);
-      if (claimed === 1) return 'ok';
+      if (claimed === 1) return true;
       await this.commands.srem(sessions, entry);
-    } catch (error) {
-      this.release(channel);
-      throw unavailable(error);
+      return false;
     } finally {
       this.loginsInFlight.delete(entry);
     }
-    this.release(channel);
-    return 'taken';
   }
 
   async logout(member: Member): Promise<void> {
@@ -217,8 +236,12 @@ export class RedisBackplane implements Backplane {
 
   /** Both connections up, and the subscriber proven to deliver within the last three beats. */
   isHealthy(): boolean {
-    return this.commands.status === 'ready' && this.subscriber.status === 'ready'
-      && performance.now() - this.lastProbeAt < this.beatMs * 3;
+    return this.commands.status === 'ready' && this.subscriber.status === 'ready' && !this.subscriberSilent();
+  }
+
+  /** No probe came back through the subscriber for three beats. */
+  private subscriberSilent(): boolean {
+    return performance.now() - this.lastProbeAt > this.beatMs * 3;
   }
 
   /** Leaves the cluster cleanly; call after every session logged out. */
@@ -237,14 +260,14 @@ export class RedisBackplane implements Backplane {
   private async beat(): Promise<void> {
     const { workerId } = this.options;
     try {
-      const refreshed = await this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.beatMs * 3, 'XX');
+      const refreshed = await this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.heartbeatTtlMs, 'XX');
       await this.commands.publish(this.keys.workerProbe(workerId), 'probe');
       if (refreshed === null) this.reconcile('heartbeat was gone');
       else if (this.reconcileAgain) this.reconcile('an earlier cleanup failed');
     } catch {
       // Redis is away; the reconnect triggers the reconcile.
     }
-    if (this.subscriber.status === 'ready' && performance.now() - this.lastProbeAt > this.beatMs * 3) {
+    if (this.subscriber.status === 'ready' && this.subscriberSilent()) {
       // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
       this.options.log.warn({ silentMs: Math.round(performance.now() - this.lastProbeAt) },
         'subscriber stopped delivering probes; reconnecting it');
@@ -286,20 +309,16 @@ export class RedisBackplane implements Backplane {
     const recorded = await this.commands.smembers(this.keys.workerSessions(workerId));
     // A login still in flight is recorded but not yet live: it is neither gone nor restorable.
     const gone = recorded.filter((entry) => !live.has(entry) && !this.loginsInFlight.has(entry));
-    await Promise.all(gone.map((entry) => {
-      const [user, connectionId] = entry.split(' ') as [string, string];
-      return this.releaseSession({ user, connectionId });
-    }));
+    await Promise.all(gone.map((entry) => this.releaseSession(memberOf(entry))));
     let lost = 0;
     await Promise.all([...live.values()].map(async ({ session, member, rooms }) => {
-      if ((await this.login(member)) === 'taken') {
+      // The session still holds its channel, resubscribed above; only the name is claimed again.
+      if (!(await this.claimName(member))) {
         lost++;
         session.loseName();
         this.release(this.keys.userChannel(nameKey(member.user)));
         return;
       }
-      // login() took one more hold on the channel; the session already holds one.
-      this.release(this.keys.userChannel(nameKey(member.user)));
       await Promise.all(rooms.map((room) => this.joinRoom(member, room)));
       // The session may have logged out or parted while we re-registered it: undo that part.
       const now = session.standing;
@@ -340,10 +359,7 @@ export class RedisBackplane implements Backplane {
           this.keys.workerAlive(other), this.keys.workerReaper(other), workerId, this.beatMs * 10);
         if (claimed === 0) continue;
         const entries = await this.commands.smembers(this.keys.workerSessions(other));
-        await Promise.all(entries.map((entry) => {
-          const [user, connectionId] = entry.split(' ') as [string, string];
-          return this.releaseSession({ user, connectionId }, other);
-        }));
+        await Promise.all(entries.map((entry) => this.releaseSession(memberOf(entry), other)));
         await this.commands.srem(this.keys.workers(), other);
         await this.commands.del(this.keys.workerSessions(other), this.keys.workerReaper(other));
         log.info({ deadWorker: other, released: entries.length }, 'released the sessions of a dead worker');
