@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ChatProcess } from '../test/helpers/chat-process.js';
+import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
 import type { Result } from './measure.js';
 import { chart } from './chart.js';
@@ -36,7 +37,6 @@ interface Deployment {
   stop: () => Promise<void>;
 }
 
-const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
 const childrenOf = (pid: number) =>
   readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 
@@ -45,7 +45,7 @@ async function deploy(mode: string, redis: ProcessRedis | undefined, workers: nu
     REDIS_PREFIX: `bench${Date.now()}:` };
   const chat = await ChatProcess.start(env, workers);
   // Workers only: the cluster primary holds no clients.
-  const servingPids = () => (redis ? childrenOf(chat.pid).filter((pid) => !Number.isNaN(pid)) : [chat.pid]);
+  const servingPids = () => (redis ? childrenOf(chat.pid) : [chat.pid]);
   let seen = 0;
   return {
     mode,
@@ -58,7 +58,7 @@ async function deploy(mode: string, redis: ProcessRedis | undefined, workers: nu
       return [...perWorker.values()].join('/');
     },
     async sample() {
-      const serverBytes = servingPids().reduce((sum, pid) => sum + rss(pid), 0);
+      const serverBytes = servingPids().reduce((sum, pid) => sum + rssBytes(pid), 0);
       const redisBytes = redis ? Number(/used_memory:(\d+)/.exec(await redis.client.info('memory'))![1]) : 0;
       return { serverBytes, redisBytes };
     },

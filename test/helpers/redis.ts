@@ -44,11 +44,10 @@ export async function startRedisProcess(): Promise<ProcessRedis> {
   if (!redisServerInstalled()) throw new Error('redis-server is not installed: apt-get install -y redis-server');
   const port = await freePort();
   let child = await launch(port);
-  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
-  client.on('error', () => {}); // reconnects on its own while a test restarts Redis
-  await client.connect();
+  const url = `redis://127.0.0.1:${port}`;
+  const client = await assertionClient(url);
   const redis: ProcessRedis = {
-    url: `redis://127.0.0.1:${port}`,
+    url,
     kind: 'process',
     port,
     client,
@@ -101,8 +100,7 @@ async function startRedisContainer(): Promise<TestRedis> {
   const { RedisContainer } = await import('@testcontainers/redis');
   const container = await new RedisContainer('redis:7').start();
   const url = container.getConnectionUrl();
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await client.connect();
+  const client = await assertionClient(url);
   const redis: TestRedis = {
     url,
     kind: 'docker',
@@ -115,6 +113,14 @@ async function startRedisContainer(): Promise<TestRedis> {
   };
   running.add(redis);
   return redis;
+}
+
+/** The plain client tests read Redis with; it reconnects by itself when a test restarts Redis. */
+async function assertionClient(url: string): Promise<Redis> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
 }
 
 async function dockerAnswers(): Promise<boolean> {

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn } from '../helpers/client.js';
+import { rssBytes } from '../helpers/process-memory.js';
 import { waitFor } from '../helpers/wait.js';
 
 // A client that never reads while 5 MiB is sent to it: cut off (and logged out) once 1 MiB
 // waits for it, with the server's memory staying flat, and everyone else chatting on.
 
-const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 
 describe('a client that never reads', () => {
   let chat: ChatProcess;
