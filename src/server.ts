@@ -30,8 +30,8 @@ export class ChatServer {
   }
 
   /** The delivery sink to hand to the backplane. */
-  readonly deliver = (connectionId: string, line: string): void => {
-    this.sessions.get(connectionId)?.deliver(line);
+  readonly deliver = (connectionId: string, lines: string | Uint8Array): void => {
+    this.sessions.get(connectionId)?.deliver(lines);
   };
 
   async listen(backplane: Backplane, host: string, port: number): Promise<AddressInfo> {

@@ -85,9 +85,9 @@ export class Session {
     this.write(replies.nameTaken(me.user));
   }
 
-  /** A line from another connection (a GOTROOMMSG or GOTUSERMSG). */
-  deliver(line: string): void {
-    this.write(line);
+  /** Lines from other connections (GOTROOMMSG, GOTUSERMSG). */
+  deliver(lines: string | Uint8Array): void {
+    this.write(lines);
   }
 
   /** Sends one last line and closes; the usual cleanup (logout) follows. */
@@ -226,8 +226,8 @@ export class Session {
     return me;
   }
 
-  private write(text: string): void {
-    if (!this.socket.writable || text === '') return;
+  private write(text: string | Uint8Array): void {
+    if (!this.socket.writable || text.length === 0) return;
     if (!this.corked) {
       // One write per connection per event-loop turn, however many lines it got meanwhile.
       this.corked = true;

@@ -2,8 +2,8 @@
 // interface so the server never knows whether it runs embedded (memory) or clustered (Redis).
 // Names passed in are as the user typed them; implementations compare them case-insensitively.
 
-/** Writes one complete protocol line to the connection with this id, if it is still open here. */
-export type DeliverySink = (connectionId: string, line: string) => void;
+/** Writes complete protocol lines (text or UTF-8 bytes) to the connection with this id, if it is still open here. */
+export type DeliverySink = (connectionId: string, lines: string | Uint8Array) => void;
 
 /** Who is acting: the connection and the name it logged in with (display spelling). */
 export interface Member {

@@ -19,10 +19,12 @@ export interface BackplaneHarness {
   close(): Promise<void>;
 }
 
+/** Records each delivered line on its own (a backplane may hand over several lines at once). */
 export function recordingSink(inbox: Map<string, string[]>) {
-  return (connectionId: string, line: string) => {
+  return (connectionId: string, delivered: string | Uint8Array) => {
+    const text = typeof delivered === 'string' ? delivered : Buffer.from(delivered).toString('utf8');
     const lines = inbox.get(connectionId) ?? [];
-    lines.push(line);
+    lines.push(...text.split(/(?<=\r\n)/));
     inbox.set(connectionId, lines);
   };
 }
@@ -150,6 +152,23 @@ export function backplaneContract(name: string, makeHarness: () => Promise<Backp
       await b.backplane.sendToUser(alice, 'bob', 'for the new bob');
       assert.deepEqual(await receivedCount(a, newBob, 1), ['GOTUSERMSG Alice for the new bob\r\n']);
       assert.deepEqual(received(b, bob), ['GOTUSERMSG Alice hello  Bob\r\n']);
+    });
+
+    it('answers each of many direct messages sent at once, to users on and off line', async () => {
+      const [alice, bob, carol] = [member('alice'), member('bob'), member('carol')];
+      await a.backplane.login(alice);
+      await b.backplane.login(bob);
+      await a.backplane.login(carol);
+      const results = await Promise.all([
+        a.backplane.sendToUser(alice, 'bob', 'one'),
+        a.backplane.sendToUser(alice, 'nobody', 'lost'),
+        a.backplane.sendToUser(alice, 'carol', 'two'),
+        a.backplane.sendToUser(alice, 'BOB', 'three'),
+        a.backplane.sendToUser(alice, 'ghost', 'lost too'),
+      ]);
+      assert.deepEqual(results, ['ok', 'not-found', 'ok', 'ok', 'not-found']);
+      assert.deepEqual(await receivedCount(b, bob, 2), ['GOTUSERMSG alice one\r\n', 'GOTUSERMSG alice three\r\n']);
+      assert.deepEqual(await receivedCount(a, carol, 1), ['GOTUSERMSG alice two\r\n']);
     });
 
     it('logs out of every room: the rooms forget the user and empty ones disappear', async () => {

@@ -8,6 +8,7 @@ import type {
 } from '../types.js';
 import { BackplaneUnavailableError } from '../types.js';
 import { connectRedis } from './connection.js';
+import { DirectMessageBatcher } from './direct-batch.js';
 import { RedisKeys } from './keys.js';
 import { type ChatScripts, loadScripts } from './scripts.js';
 
@@ -38,6 +39,8 @@ interface Subscription {
   ready: Promise<unknown>;
 }
 
+const SPACE = 0x20;
+
 /** A worker's record of one session it holds: "<user key> <connection id>". */
 const sessionEntry = (member: Member) => `${nameKey(member.user)} ${member.connectionId}`;
 
@@ -49,6 +52,7 @@ function memberOf(entry: string): Member {
 export class RedisBackplane implements Backplane {
   private readonly keys: RedisKeys;
   private readonly scripts: ChatScripts;
+  private readonly directMessages: DirectMessageBatcher;
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels to subscribe to in the next batch, and that batch's outcome. */
   private subscribeBatch: string[] = [];
@@ -72,19 +76,22 @@ export class RedisBackplane implements Backplane {
   ) {
     this.keys = new RedisKeys(options.prefix);
     this.scripts = loadScripts(commands);
+    this.directMessages = new DirectMessageBatcher(this.scripts, this.keys);
     // Dead worker found within ~0.8 × NODE_TTL_MS: key TTL 0.6, reaper period 0.2.
     this.beatMs = Math.max(200, Math.floor(options.nodeTtlMs / 5));
     this.heartbeatTtlMs = this.beatMs * 3;
-    const probeChannel = this.keys.workerProbe(options.workerId);
+    const probeChannel = Buffer.from(this.keys.workerProbe(options.workerId));
     // A subscriber that just reconnected has had no chance to see a probe yet.
     subscriber.on('ready', () => { this.lastProbeAt = performance.now(); });
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === probeChannel) {
+    // As bytes: the lines go to the sockets as they came, never decoded and encoded again.
+    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+      if (channel.equals(probeChannel)) {
         this.lastProbeAt = performance.now();
         return;
       }
-      const space = message.indexOf(' ');
-      if (space > 0) options.deliver(message.slice(0, space), message.slice(space + 1));
+      const space = message.indexOf(SPACE);
+      // Copied: the parser may reuse the memory it handed us before a slow socket sends it.
+      if (space > 0) options.deliver(message.toString('latin1', 0, space), Buffer.from(message.subarray(space + 1)));
     });
   }
 
@@ -218,6 +225,8 @@ export class RedisBackplane implements Backplane {
   }
 
   async sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
+    // DMs accepted before this message must reach Redis before it: a recipient may be in the room.
+    this.directMessages.flush();
     const roomKey = nameKey(room);
     const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
     const [channelBefore, channelAfter] = this.keys.userChannelAround();
@@ -228,10 +237,8 @@ export class RedisBackplane implements Backplane {
   }
 
   async sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
-    const userKey = nameKey(user);
-    const sent = await orUnavailable(this.scripts.sendToUser(
-      this.keys.user(userKey), this.keys.userChannel(userKey), replies.userMessage(sender.user, text)));
-    return sent === 1 ? 'ok' : 'not-found';
+    const delivered = await orUnavailable(this.directMessages.send(nameKey(user), replies.userMessage(sender.user, text)));
+    return delivered ? 'ok' : 'not-found';
   }
 
   /** Both connections up, and the subscriber proven to deliver within the last three beats. */

@@ -11,7 +11,7 @@ const SCRIPT_FILES = {
   partRoom: 'partRoom-2.lua',
   unindexRoom: 'unindexRoom-2.lua',
   logout: 'logout-2.lua',
-  sendToUser: 'sendToUser-1.lua',
+  sendToUsers: 'sendToUsers-n.lua',
   sendToRoom: 'sendToRoom-2.lua',
   claimReaping: 'claimReaping-2.lua',
 } as const;
@@ -26,7 +26,8 @@ export interface ChatScripts {
   partRoom(members: string, roomName: string, memberKey: string, connectionId: string): Promise<0 | 1>;
   unindexRoom(userHash: string, userRooms: string, connectionId: string, roomKey: string): Promise<0 | 1>;
   logout(userHash: string, userRooms: string, connectionId: string): Promise<0 | 1>;
-  sendToUser(userHash: string, channel: string, line: string): Promise<0 | 1>;
+  /** Keys: n user hashes; arguments: their n channels, then their n batches of lines. */
+  sendToUsers(n: number, ...keysThenArgs: string[]): Promise<(0 | 1)[]>;
   claimReaping(alive: string, reaper: string, workerId: string, claimMs: number): Promise<0 | 1>;
   sendToRoom(
     members: string, roomName: string, senderKey: string, connectionId: string,
@@ -34,11 +35,14 @@ export interface ChatScripts {
   ): Promise<string | null>;
 }
 
-/** The number of keys a script takes is the number in its file name (BullMQ's convention). */
-function numberOfKeys(file: string): number {
-  const match = /-(\d+)\.lua$/.exec(file);
-  if (!match) throw new Error(`script file ${file} does not end in -<number of keys>.lua`);
-  return Number(match[1]);
+/**
+ * The number of keys a script takes is the number in its file name (BullMQ's convention);
+ * "-n" means the caller passes the count as the first argument.
+ */
+function numberOfKeys(file: string): number | undefined {
+  const match = /-(\d+|n)\.lua$/.exec(file);
+  if (!match) throw new Error(`script file ${file} does not end in -<number of keys>.lua or -n.lua`);
+  return match[1] === 'n' ? undefined : Number(match[1]);
 }
 
 export function loadScripts(redis: Redis): ChatScripts {
