@@ -12,20 +12,29 @@ function flushAll(): void {
   pendingFlush.clear();
 }
 
+const LF = 0x0a;
+
 export class BenchClient {
   private outgoing: string[] = [];
-  private partial = '';
+  private partial: Buffer | undefined;
   onLine: (line: string) => void = () => {};
 
   private constructor(readonly socket: Socket) {
     socket.setNoDelay(true);
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => {
-      const lines = (this.partial + text).split('\r\n');
-      this.partial = lines.pop()!;
-      for (const line of lines) this.onLine(line);
-    });
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', () => {});
+  }
+
+  private receive(chunk: Buffer): void {
+    const data = this.partial ? Buffer.concat([this.partial, chunk]) : chunk;
+    this.partial = undefined;
+    let start = 0;
+    for (let lf = data.indexOf(LF); lf !== -1; lf = data.indexOf(LF, start)) {
+      // Without the CRLF. As latin1, the cheapest decoding: the bench only ever sends ASCII.
+      this.onLine(data.toString('latin1', start, lf - 1));
+      start = lf + 1;
+    }
+    if (start < data.length) this.partial = Buffer.from(data.subarray(start));
   }
 
   static open(port: number, host = '127.0.0.1'): Promise<BenchClient> {

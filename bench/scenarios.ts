@@ -58,6 +58,13 @@ function generatorNotes(cores: number): string[] {
   return cores > 0.85 ? [`load generator used ${cores.toFixed(2)} cores: it may be the bottleneck`] : [];
 }
 
+/** The sequence number and send time that end every message the bench sends. */
+function stamps(line: string): { seq: number; sentAt: number } {
+  const last = line.lastIndexOf(' ');
+  const beforeLast = line.lastIndexOf(' ', last - 1);
+  return { seq: Number(line.slice(beforeLast + 1, last)), sentAt: Number(line.slice(last + 1)) };
+}
+
 /** N sender→receiver pairs, each sender keeping `window` DMs in flight. */
 export async function dm(mode: string, endpoints: Endpoint[], pairs: number, inFlight: number, timing: Timing): Promise<Result> {
   const tag = `d${++run}`;
@@ -87,10 +94,10 @@ export async function dm(mode: string, endpoints: Endpoint[], pairs: number, inF
     };
     clients[2 * i + 1]!.onLine = (line) => {
       // GOTUSERMSG <sender> <seq> <sent at>
-      const parts = line.split(' ');
-      trackers[i]!.record(Number(parts[2]));
+      const { seq, sentAt } = stamps(line);
+      trackers[i]!.record(seq);
       if (measuring) {
-        histogram.recordValue(Math.max(1, nowMicros() - Number(parts[3])));
+        histogram.recordValue(Math.max(1, nowMicros() - sentAt));
         delivered++;
       }
       outstanding[i]!--;
@@ -159,11 +166,10 @@ export async function room(mode: string, endpoints: Endpoint[], rooms: number, m
       const index = r * members + m;
       clients[index]!.onLine = (line) => {
         // GOTROOMMSG <sender> <#room> <seq> <sent at>
-        const parts = line.split(' ');
-        const seq = Number(parts[3]);
+        const { seq, sentAt } = stamps(line);
         trackers[index]!.record(seq);
         if (measuring) {
-          histogram.recordValue(Math.max(1, nowMicros() - Number(parts[4])));
+          histogram.recordValue(Math.max(1, nowMicros() - sentAt));
           delivered++;
         }
         const left = waiting[r]!.get(seq)! - 1;
