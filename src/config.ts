@@ -29,6 +29,7 @@ const schema = z.object({
   REDIS_URL: redisUrl.optional(),
   REDIS_PREFIX: z.string().min(1).max(64).regex(/^[^{}\s]+$/, { error: 'must not contain braces or spaces' }).default('chat:'),
   WORKERS: integer(1, 1024).optional(),
+  CONNECTION_DISTRIBUTION: z.enum(['round-robin', 'kernel']).default('round-robin'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_LINE_BYTES: integer(16, 1024 * 1024).default(1024),
   MAX_ROOMS_PER_USER: integer(1, 100_000).default(100),
@@ -53,6 +54,11 @@ export interface Config {
   redisUrl: string | undefined;
   redisPrefix: string;
   workers: number;
+  /**
+   * How new connections reach workers: the primary hands them out in turn (even spread), or
+   * every worker accepts from the shared socket itself (faster to accept, spread left to the kernel).
+   */
+  connectionDistribution: 'round-robin' | 'kernel';
   logLevel: z.infer<typeof schema>['LOG_LEVEL'];
   maxLineBytes: number;
   maxRoomsPerUser: number;
@@ -88,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: values.REDIS_URL,
     redisPrefix: values.REDIS_PREFIX,
     workers: values.WORKERS ?? availableParallelism(),
+    connectionDistribution: values.CONNECTION_DISTRIBUTION,
     logLevel: values.LOG_LEVEL,
     maxLineBytes: values.MAX_LINE_BYTES,
     maxRoomsPerUser: values.MAX_ROOMS_PER_USER,

@@ -38,13 +38,17 @@ if (!config.redisUrl) {
   runChatNode(config, log).catch(failed);
 } else {
   const redisUrl = config.redisUrl;
+  // Set before the first fork; it overrides NODE_CLUSTER_SCHED_POLICY. Round-robin waits for
+  // each worker to take a connection before handing it the next, so it accepts more slowly.
+  cluster.schedulingPolicy = config.connectionDistribution === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   void throng({
     count: config.workers,
     // throng kills workers still running this long after the signal.
     grace: config.shutdownGraceMs + 1000,
     master: () => {
       exitWhenAWorkerCannotStart();
-      log.info({ mode: 'redis', workers: config.workers, redis: redactPassword(redisUrl), port: config.port },
+      log.info({ mode: 'redis', workers: config.workers, connectionDistribution: config.connectionDistribution,
+        redis: redactPassword(redisUrl), port: config.port },
         `chatline in Redis mode: ${config.workers} workers sharing state in Redis. To scale out, start more `
         + 'instances with the same REDIS_URL, on this machine or others, behind a TCP load balancer.');
     },

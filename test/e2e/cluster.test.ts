@@ -124,4 +124,23 @@ describe('cluster: two instances × two workers on one Redis', () => {
         (await chatStateKeys(redis.client, prefix)).length === 0);
     });
   });
+
+  describe('with CONNECTION_DISTRIBUTION=kernel', () => {
+    it('takes a burst of clients straight from the kernel, and they all talk', async () => {
+      const chat = await ChatProcess.start({ REDIS_URL: redis.url, REDIS_PREFIX: 'kernel:', CONNECTION_DISTRIBUTION: 'kernel' }, 2);
+      const clients: LineClient[] = [];
+      try {
+        assert.equal(chat.logs[0]!.connectionDistribution, 'kernel');
+        clients.push(...await Promise.all(Array.from({ length: 40 }, (_, i) => loggedIn(chat.port, `k${i}`))));
+        clients.forEach((client, i) => client.send(`MSG k${(i + 1) % clients.length} from ${i}`));
+        await Promise.all(clients.map(async (client, i) => {
+          const from = (i + clients.length - 1) % clients.length;
+          assert.deepEqual((await client.take(2)).sort(), [`GOTUSERMSG k${from} from ${from}`, 'OK']);
+        }));
+      } finally {
+        for (const client of clients) client.destroy();
+        assert.equal(await chat.stop(), 0);
+      }
+    });
+  });
 });

@@ -37,6 +37,7 @@ describe('starting chatline', () => {
     ['PORT', '70000', /PORT="70000" must be at most 65535/],
     ['REDIS_URL', 'localhost:6379', /REDIS_URL="localhost:6379" must be a URL like redis:\/\/host:6379/],
     ['WORKERS', '0', /WORKERS="0" must be at least 1/],
+    ['CONNECTION_DISTRIBUTION', 'random', /CONNECTION_DISTRIBUTION="random" .*"round-robin"\|"kernel"/],
     ['MAX_LINE_BYTES', '-5', /MAX_LINE_BYTES="-5" must be a whole number/],
   ] as const) {
     it(`refuses ${variable}=${value} with one line that names the variable`, async () => {
