@@ -5,9 +5,10 @@ import { parseArgs } from 'node:util';
 import { ChatProcess } from '../test/helpers/chat-process.js';
 import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Result } from './measure.js';
 import { chart } from './chart.js';
-import { connectMany, dm, type Endpoint, room, type Timing } from './scenarios.js';
+import { connectMany, dm, type Endpoint, type Placement, room, type Timing } from './scenarios.js';
 
 // npm run bench                 the standard matrix on this machine (starts its own servers)
 // npm run bench -- --endpoints 10.0.0.5:8888,10.0.0.6:8888 --scenario dm --pairs 20 --window 4
@@ -31,6 +32,8 @@ const RESULTS = new URL('./results/', import.meta.url);
 interface Deployment {
   mode: string;
   endpoints: Endpoint[];
+  /** Set when there is more than one worker to tell apart. */
+  placement: Placement | undefined;
   /** Connections each worker accepted since the last call, e.g. "20/20". */
   split: () => string;
   sample: () => Promise<{ serverBytes: number; redisBytes: number }>;
@@ -40,16 +43,36 @@ interface Deployment {
 const childrenOf = (pid: number) =>
   readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 
-async function deploy(mode: string, redis: ProcessRedis | undefined, workers: number): Promise<Deployment> {
+async function deploy(mode: string, redis: ProcessRedis | undefined, workers: number, extraEnv: Record<string, string>): Promise<Deployment> {
   const env: Record<string, string> = { RATE_PER_SEC: '0', MAX_CONNECTIONS: '100000', REDIS_URL: redis?.url ?? '',
-    REDIS_PREFIX: `bench${Date.now()}:` };
+    REDIS_PREFIX: `bench${Date.now()}:`, ...extraEnv };
   const chat = await ChatProcess.start(env, workers);
   // Workers only: the cluster primary holds no clients.
   const servingPids = () => (redis ? childrenOf(chat.pid) : [chat.pid]);
   let seen = 0;
+  // Each worker logs "connection opened" with the client's address; the client knows its port.
+  // Open connections by client address, kept up to date from the logs (ports get reused).
+  const workerByRemote = new Map<unknown, string>();
+  let read = 0;
+  const placement: Placement = async (client) => {
+    const remote = `${client.socket.localAddress}:${client.socket.localPort}`;
+    const deadline = performance.now() + 5000;
+    while (performance.now() < deadline) {
+      for (; read < chat.logs.length; read++) {
+        const line = chat.logs[read]!;
+        if (line.msg === 'connection opened') workerByRemote.set(line.remote, String(line.worker));
+        if (line.msg === 'connection closed') workerByRemote.delete(line.remote);
+      }
+      const worker = workerByRemote.get(remote);
+      if (worker) return worker;
+      await sleep(2);
+    }
+    throw new Error(`no worker logged opening ${remote}`);
+  };
   return {
     mode,
     endpoints: [{ host: '127.0.0.1', port: chat.port }],
+    placement: workers > 1 ? placement : undefined,
     split() {
       const opened = chat.logs.slice(seen).filter((line) => line.msg === 'connection opened');
       seen = chat.logs.length;
@@ -77,22 +100,29 @@ async function standardMatrix(): Promise<{ results: Result[]; reference: Record<
   const redis = await startRedisProcess();
   const reference = { publish: redisPublishRate(redis, 1), publishP16: redisPublishRate(redis, 16) };
   console.error(`redis-benchmark PUBLISH: ${reference.publish}/s unpipelined, ${reference.publishP16}/s with -P 16`);
-  const modes: [string, ProcessRedis | undefined, number][] = [
-    ['embedded', undefined, 1], ['redis, 1 worker', redis, 1], ['redis, 2 workers', redis, 2],
+  const kernel = { CONNECTION_DISTRIBUTION: 'kernel' };
+  // The delivery scenarios run on round-robin distribution (the default), which is what puts
+  // senders and receivers on different workers; the kernel's spread is measured on connect only.
+  const modes: { mode: string; backing: ProcessRedis | undefined; workers: number; env: Record<string, string>; deliveries: boolean }[] = [
+    { mode: 'embedded', backing: undefined, workers: 1, env: {}, deliveries: true },
+    { mode: 'redis, 1 worker', backing: redis, workers: 1, env: {}, deliveries: true },
+    { mode: 'redis, 2 workers', backing: redis, workers: 2, env: {}, deliveries: true },
+    { mode: 'redis, 2 workers, kernel distribution', backing: redis, workers: 2, env: kernel, deliveries: false },
   ];
   try {
-    for (const [mode, backing, workers] of modes) {
-      const deployment = await deploy(mode, backing, workers);
+    for (const { mode, backing, workers, env, deliveries } of modes) {
+      const deployment = await deploy(mode, backing, workers, env);
       deployment.split();
       try {
-        for (const run of [
-          () => dm(mode, deployment.endpoints, 20, 1, timing),
-          () => dm(mode, deployment.endpoints, 20, 4, timing),
-          () => dm(mode, deployment.endpoints, 100, 16, timing),
+        for (const run of deliveries ? [
+          () => dm(mode, deployment.endpoints, 20, 1, timing, deployment.placement),
+          () => dm(mode, deployment.endpoints, 20, 4, timing, deployment.placement),
+          () => dm(mode, deployment.endpoints, 100, 16, timing, deployment.placement),
           () => room(mode, deployment.endpoints, 4, 500, 4, timing),
-        ]) {
+        ] : []) {
           const result = await run();
           result.notes.push(`connections per worker: ${deployment.split()}`);
+          if (deployment.placement && result.scenario.startsWith('dm')) result.notes.push('every sender and its receiver on different workers');
           console.error(`  ${mode} | ${result.scenario}: ${result.rate}/s`);
           results.push(result);
         }
@@ -123,7 +153,7 @@ function table(results: Result[], reference: Record<string, number>): string {
     reference.publishP16 ? (r.rate / reference.publishP16).toFixed(3) : '',
     embedded.get(r.scenario) ? `${Math.round((r.rate / embedded.get(r.scenario)!) * 100)}%` : '',
     ...(r.extra ? ['', '', '', ''] : [r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map(String)),
-    String(r.lost), String(r.duplicated), String(r.outOfOrder), r.extra ? '' : r.loadgenCores.toFixed(2),
+    String(r.lost), String(r.duplicated), String(r.outOfOrder), r.loadgenCores.toFixed(2),
     r.extra ? `${r.extra.serverBytesPerClient} B server, ${r.extra.redisBytesPerClient} B redis` : '',
   ]);
   const lines = [header, header.map(() => '---'), ...rows].map((cells) => `| ${cells.join(' | ')} |`);
@@ -144,6 +174,7 @@ async function main(): Promise<void> {
       : args.scenario === 'connect'
         ? await connectMany('external', endpoints, Number(args.clients), noSample)
         : await dm('external', endpoints, Number(args.pairs), Number(args.window), timing);
+    if (args.scenario === 'dm') one.notes.push('pairs are consecutive connections: which workers they are on is not known');
     results = [one];
   } else {
     ({ results, reference } = await standardMatrix());

@@ -2,9 +2,10 @@ import { fork } from 'node:child_process';
 import { BenchClient } from './client.js';
 import { coresUsed, latencyOf, newHistogram, nowMicros, type Result, SequenceTracker } from './measure.js';
 
-// The scenarios. Clients are spread over the endpoints, and within an endpoint consecutive
-// connections land on alternate workers (node:cluster hands them out round-robin), so each
-// sender and its receiver sit on different endpoints or workers.
+// The scenarios. Clients are spread over the endpoints. When the bench runs the servers itself
+// it knows which worker took each connection, and pairs each DM sender with a receiver on
+// another worker; against external endpoints it pairs consecutive connections, which
+// node:cluster's round-robin usually, but not always, puts on different workers.
 
 export interface Endpoint {
   host: string;
@@ -16,6 +17,9 @@ export interface Timing {
   measureMs: number;
 }
 
+/** Which worker serves a client, when the bench can tell (it started the servers). */
+export type Placement = (client: BenchClient) => Promise<string>;
+
 let run = 0;
 
 async function openClients(endpoints: Endpoint[], count: number): Promise<BenchClient[]> {
@@ -26,6 +30,30 @@ async function openClients(endpoints: Endpoint[], count: number): Promise<BenchC
     clients.push(await BenchClient.open(endpoint.port, endpoint.host));
   }
   return clients;
+}
+
+/**
+ * Sender→receiver pairs on different workers: clients are opened one by one and each is
+ * paired with a waiting client of another worker, giving up after six connections per pair.
+ */
+async function openPairs(endpoints: Endpoint[], pairs: number, placement: Placement | undefined): Promise<[BenchClient, BenchClient][]> {
+  if (!placement) {
+    const clients = await openClients(endpoints, pairs * 2);
+    return Array.from({ length: pairs }, (_, i) => [clients[2 * i]!, clients[2 * i + 1]!]);
+  }
+  const result: [BenchClient, BenchClient][] = [];
+  const waiting = new Map<string, BenchClient[]>();
+  for (let opened = 0; result.length < pairs && opened < pairs * 6; opened++) {
+    const endpoint = endpoints[opened % endpoints.length]!;
+    const client = await BenchClient.open(endpoint.port, endpoint.host);
+    const worker = await placement(client);
+    const partner = [...waiting].find(([other, clients]) => other !== worker && clients.length > 0)?.[1].shift();
+    if (partner) result.push([partner, client]);
+    else waiting.set(worker, [...(waiting.get(worker) ?? []), client]);
+  }
+  for (const clients of waiting.values()) for (const client of clients) client.close();
+  if (result.length < pairs) throw new Error(`only ${result.length} of ${pairs} pairs could be placed on different workers`);
+  return result;
 }
 
 async function expectOk(client: BenchClient, line: string): Promise<void> {
@@ -66,9 +94,11 @@ function stamps(line: string): { seq: number; sentAt: number } {
 }
 
 /** N sender→receiver pairs, each sender keeping `window` DMs in flight. */
-export async function dm(mode: string, endpoints: Endpoint[], pairs: number, inFlight: number, timing: Timing): Promise<Result> {
+export async function dm(
+  mode: string, endpoints: Endpoint[], pairs: number, inFlight: number, timing: Timing, placement?: Placement,
+): Promise<Result> {
   const tag = `d${++run}`;
-  const clients = await openClients(endpoints, pairs * 2);
+  const clients = (await openPairs(endpoints, pairs, placement)).flat();
   const histogram = newHistogram();
   let measuring = false;
   let stopping = false;
@@ -212,23 +242,25 @@ export async function connectMany(
     return fork(new URL('./connect-child.ts', import.meta.url), [JSON.stringify({ endpoints, count: share, prefix: `${tag}p${p}u` })],
       { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   });
-  const loggedIn = await Promise.all(children.map((child) => new Promise<number>((resolve, reject) => {
-    child.once('message', (message) => resolve((message as { loggedIn: number }).loggedIn));
+  const reports = await Promise.all(children.map((child) => new Promise<{ loggedIn: number; cores: number }>((resolve, reject) => {
+    child.once('message', (message) => resolve(message as { loggedIn: number; cores: number }));
     child.once('exit', (code) => reject(new Error(`connect child exited with ${code}`)));
   })));
   const seconds = (performance.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, 1000)); // let the servers settle
   const after = await sample();
   for (const child of children) child.kill();
-  const total = loggedIn.reduce((a, b) => a + b, 0);
+  const total = reports.reduce((sum, report) => sum + report.loggedIn, 0);
+  // The children ran side by side over about the same time: their cores add up.
+  const cores = reports.reduce((sum, report) => sum + report.cores, 0);
   const perClient = (bytes: number) => Math.round(bytes / total);
   return {
     mode, scenario: `connect ${count} clients`,
     rate: Math.round(total / seconds),
     latencyMs: { p50: 0, p90: 0, p99: 0, max: 0 },
     lost: count - total, duplicated: 0, outOfOrder: 0,
-    loadgenCores: 0,
-    notes: [],
+    loadgenCores: cores,
+    notes: generatorNotes(cores),
     extra: {
       serverBytesPerClient: perClient(after.serverBytes - before.serverBytes),
       redisBytesPerClient: perClient(after.redisBytes - before.redisBytes),
