@@ -53,8 +53,16 @@ export class DirectMessageBatcher {
 
   private start(): Batch {
     let send!: () => void;
-    const published = new Promise<(0 | 1)[]>((resolve) => {
-      send = () => resolve(this.publish(batch));
+    const published = new Promise<(0 | 1)[]>((resolve, reject) => {
+      // Any failure, even a synchronous one, reaches the senders as a rejection, never the
+      // caller of flush() (a room message, or the event loop).
+      send = () => {
+        try {
+          resolve(this.publish(batch));
+        } catch (error) {
+          reject(error);
+        }
+      };
     });
     const batch: Batch = { positions: new Map(), userKeys: [], lines: [], messages: 0, published, send };
     this.open = batch;
