@@ -16,6 +16,7 @@ export type ParseError = 'INVALID COMMAND' | 'INVALID USERNAME' | 'INVALID ROOM'
 export type Parsed = Command | { kind: 'error'; error: ParseError };
 
 const WORDS = /[^ \t]+/g;
+const KEYWORD = /^[ \t]*([^ \t]+)/;
 // keyword, target, then text: everything after the whitespace that follows the target.
 const MESSAGE = /^[ \t]*[^ \t]+[ \t]+([^ \t]+)[ \t]+([^ \t][\s\S]*)$/;
 const ASCII_WORD = /^[A-Za-z]+$/;
@@ -23,10 +24,12 @@ const ASCII_WORD = /^[A-Za-z]+$/;
 const invalid = (error: ParseError): Parsed => ({ kind: 'error', error });
 
 export function parseCommand(line: string): Parsed {
-  const words = line.match(WORDS) ?? [];
-  const keyword = words[0] ?? '';
+  // Only the keyword first: splitting a MSG's whole text into words would cost per word.
+  const keyword = KEYWORD.exec(line)?.[1] ?? '';
   // ASCII only: String#toUpperCase maps some non-ASCII letters onto ASCII ones ('ı' → 'I').
   const upper = ASCII_WORD.test(keyword) ? keyword.toUpperCase() : '';
+  if (upper === 'MSG') return parseMessage(line);
+  const words = line.match(WORDS) ?? [];
   switch (upper) {
     case 'LOGIN': {
       if (words.length !== 2) return invalid('INVALID COMMAND');
@@ -42,8 +45,6 @@ export function parseCommand(line: string): Parsed {
       if (!isValidRoom(room)) return invalid('INVALID ROOM');
       return upper === 'JOIN' ? { kind: 'join', room } : { kind: 'part', room };
     }
-    case 'MSG':
-      return parseMessage(line);
     default:
       return invalid('INVALID COMMAND');
   }
