@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { ChatProcess } from '../test/helpers/chat-process.js';
 import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Result } from './measure.js';
 import { chart } from './chart.js';
 import { connectMany, dm, type Endpoint, type Placement, room, type Timing } from './scenarios.js';
@@ -50,8 +50,8 @@ async function deploy(mode: string, redis: ProcessRedis | undefined, workers: nu
   // Workers only: the cluster primary holds no clients.
   const servingPids = () => (redis ? childrenOf(chat.pid) : [chat.pid]);
   let seen = 0;
-  // Each worker logs "connection opened" with the client's address; the client knows its port.
-  // Open connections by client address, kept up to date from the logs (ports get reused).
+  // Which worker holds each open connection, by client address, from the workers' "connection
+  // opened" and "connection closed" logs (closed ones are dropped: ports get reused).
   const workerByRemote = new Map<unknown, string>();
   let read = 0;
   const placement: Placement = async (client) => {
