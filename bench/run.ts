@@ -127,6 +127,13 @@ async function standardMatrix(): Promise<{ results: Result[]; reference: Record<
           results.push(result);
         }
         if (workers === 2 || !backing) {
+          if (!deliveries) {
+            // The other deployments' JIT warmed up on the delivery scenarios (2000 logins in
+            // room alone); a cold one would be measured compiling its login path.
+            await connectMany(mode, deployment.endpoints, 4000, deployment.sample);
+            await sleep(3000); // the warm-up's clients log out
+            deployment.split();
+          }
           // One process may hold 20000 sockets here (ulimit -n), so embedded stays below that.
           const result = await connectMany(mode, deployment.endpoints, backing ? 20_000 : 18_000, deployment.sample);
           result.notes.push(`connections per worker: ${deployment.split()}`);
