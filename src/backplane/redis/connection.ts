@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
+import { UNPIPELINED_SCRIPTS } from './scripts.js';
 
 // The one place Redis clients are made, so every connection fails the same way: a command
 // sent while Redis is unreachable errors at once instead of waiting in an offline queue, and
@@ -15,6 +16,7 @@ export async function connectRedis(url: string, role: string, log: Logger): Prom
     lazyConnect: true,
     enableOfflineQueue: false,
     enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: UNPIPELINED_SCRIPTS,
     maxRetriesPerRequest: 0,
     commandTimeout: COMMAND_TIMEOUT_MS,
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),

@@ -17,6 +17,16 @@ const SCRIPT_FILES = {
 } as const;
 
 type ScriptName = keyof typeof SCRIPT_FILES;
+
+const commandName = (name: ScriptName) => `chatline_${name}`;
+
+/**
+ * Scripts written to Redis the moment they are called instead of through ioredis'
+ * auto-pipeline, which defers to the next setImmediate. The DM batch is already one call per
+ * event-loop turn, and deferring it again cost a whole extra turn. Room messages go the same
+ * way so that every delivery leaves in the order it was called, as per-sender order needs.
+ */
+export const UNPIPELINED_SCRIPTS = [commandName('sendToUsers'), commandName('sendToRoom')];
 type Arg = string | number;
 
 export interface ChatScripts {
@@ -49,7 +59,7 @@ export function loadScripts(redis: Redis): ChatScripts {
   const scripts: Partial<Record<ScriptName, (...args: Arg[]) => Promise<unknown>>> = {};
   for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
     const lua = readFileSync(new URL(`./scripts/${file}`, import.meta.url), 'utf8');
-    const command = `chatline_${name}`;
+    const command = commandName(name);
     redis.defineCommand(command, { numberOfKeys: numberOfKeys(file), lua });
     const call = (redis as unknown as Record<string, (...args: Arg[]) => Promise<unknown>>)[command]!;
     scripts[name] = (...args: Arg[]) => call.apply(redis, args);
