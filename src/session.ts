@@ -44,7 +44,8 @@ export class Session {
   private readonly replySlots: ReplySlot[] = [];
   private readonly waiting: { step: Step; slot: ReplySlot }[] = [];
   private barrierRunning = false;
-  private corked = false;
+  /** What this turn wrote to the client, sent as one write when the turn ends. */
+  private output: (string | Uint8Array)[] = [];
   private paused = false;
   /** Resolves once the connection is closed and its user logged out. */
   readonly finished: Promise<void>;
@@ -93,6 +94,7 @@ export class Session {
   /** Sends one last line and closes; the usual cleanup (logout) follows. */
   closeWith(line: string): void {
     this.write(line);
+    this.flushOutput();
     this.socket.end();
   }
 
@@ -228,26 +230,33 @@ export class Session {
 
   private write(text: string | Uint8Array): void {
     if (!this.socket.writable || text.length === 0) return;
-    if (!this.corked) {
-      // One write per connection per event-loop turn, however many lines it got meanwhile.
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(text);
+    // One write per connection per event-loop turn, however many lines it got meanwhile.
+    if (this.output.length === 0) process.nextTick(this.flushOutput);
+    this.output.push(text);
+  }
+
+  private readonly flushOutput = (): void => {
+    const output = this.output;
+    if (output.length === 0) return;
+    this.output = [];
+    if (!this.socket.writable) return;
+    this.socket.write(output.length === 1 ? output[0]! : joined(output));
     if (this.socket.writableLength > this.context.limits.maxPendingBytes) {
       this.context.log.info({ connection: this.id, user: this.me?.user, pendingBytes: this.socket.writableLength },
         'closing a client that does not read');
       this.socket.destroy();
     }
-  }
+  };
 
   private onClose(): void {
     // Commands already received still run (a client may send and hang up at once), then the
     // implicit LOGOUT.
     this.enqueue({ kind: 'disconnect' });
   }
+}
+
+/** Lines as one chunk: one string when all are text, else the bytes of each in order. */
+function joined(output: (string | Uint8Array)[]): string | Uint8Array {
+  if (output.every((chunk) => typeof chunk === 'string')) return output.join('');
+  return Buffer.concat(output.map((chunk) => (typeof chunk === 'string' ? Buffer.from(chunk) : chunk)));
 }
