@@ -8,16 +8,8 @@ import { protocolSuite } from './protocol.suite.js';
 
 // Two instances of two workers each on one Redis: the smallest real cluster.
 
-async function startCluster(redis: TestRedis, prefix: string, extraEnv: Record<string, string> = {}): Promise<ChatProcess[]> {
-  const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...extraEnv };
-  const starts = await Promise.allSettled([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
-  const instances = starts.flatMap((start) => (start.status === 'fulfilled' ? [start.value] : []));
-  const failure = starts.find((start) => start.status === 'rejected');
-  if (failure) {
-    await Promise.all(instances.map((chat) => chat.stop()));
-    throw failure.reason;
-  }
-  return instances;
+function startCluster(redis: TestRedis, prefix: string, extraEnv: Record<string, string> = {}): Promise<ChatProcess[]> {
+  return ChatProcess.startPair({ REDIS_URL: redis.url, REDIS_PREFIX: prefix, ...extraEnv });
 }
 
 describe('cluster: two instances × two workers on one Redis', () => {

@@ -24,6 +24,20 @@ export class ChatProcess {
   stderr = '';
   private constructor(readonly child: ChildProcess, readonly port: number, readonly healthPort: number) {}
 
+  /**
+   * Two instances of `workers` workers each with the same environment: the smallest cluster.
+   * If one fails to start, the other is stopped before the error is thrown.
+   */
+  static async startPair(env: Record<string, string>, workers = 2): Promise<[ChatProcess, ChatProcess]> {
+    const starts = await Promise.allSettled([ChatProcess.start(env, workers), ChatProcess.start(env, workers)]);
+    const failure = starts.find((start) => start.status === 'rejected');
+    if (failure) {
+      await Promise.all(starts.map((start) => (start.status === 'fulfilled' ? start.value.stop() : undefined)));
+      throw failure.reason;
+    }
+    return starts.map((start) => (start as PromiseFulfilledResult<ChatProcess>).value) as [ChatProcess, ChatProcess];
+  }
+
   get pid(): number {
     return this.child.pid!;
   }

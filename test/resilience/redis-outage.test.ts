@@ -19,7 +19,7 @@ describe('Redis going away and coming back empty', () => {
   before(async () => {
     redis = await startRedisProcess();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: PREFIX, NODE_TTL_MS: '3000', RATE_PER_SEC: '0' };
-    instances = await Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+    instances = await ChatProcess.startPair(env);
   });
   after(async () => {
     for (const client of clients.values()) client.destroy();

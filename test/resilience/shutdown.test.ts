@@ -18,7 +18,7 @@ describe('SIGTERM to an instance with 100 clients', () => {
   before(async () => {
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: PREFIX, SHUTDOWN_GRACE_MS: '5000' };
-    [leaving, staying] = await Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+    [leaving, staying] = await ChatProcess.startPair(env);
   });
   after(async () => {
     for (const client of clients) client.destroy();

@@ -20,7 +20,7 @@ describe('a worker killed with SIGKILL', () => {
   before(async () => {
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: 'crash:', NODE_TTL_MS: String(NODE_TTL_MS), RATE_PER_SEC: '0' };
-    [victim, survivor] = await Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+    [victim, survivor] = await ChatProcess.startPair(env);
   });
   after(async () => {
     for (const client of clients) client.destroy();
@@ -95,7 +95,7 @@ describe('a whole instance killed with SIGKILL (primary and workers)', () => {
   before(async () => {
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: 'gone:', NODE_TTL_MS: String(NODE_TTL_MS) };
-    [lost, survivor] = await Promise.all([ChatProcess.start(env, 2), ChatProcess.start(env, 2)]);
+    [lost, survivor] = await ChatProcess.startPair(env);
   });
   after(async () => {
     for (const client of clients) client.destroy();
