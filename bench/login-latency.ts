@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BenchClient } from './client.js';
-import { latencyOf, newHistogram } from './measure.js';
+import { coresUsed, latencyOf, newHistogram } from './measure.js';
 
 // How long a login takes, and how many per second, from one process against a running server:
 // npx tsx bench/login-latency.ts --port 8888 --clients 4000 --concurrency 200
@@ -39,10 +39,9 @@ const cpu = process.cpuUsage();
 const started = performance.now();
 await Promise.all(Array.from({ length: Number(args.concurrency) }, loginLoop));
 const wallMs = performance.now() - started;
-const used = process.cpuUsage(cpu);
 const show = (latency: ReturnType<typeof latencyOf>) => `p50 ${latency.p50} ms, p99 ${latency.p99} ms, max ${latency.max} ms`;
 console.log(`${count} logins at ${args.concurrency} concurrent: ${Math.round((count / wallMs) * 1000)}/s`);
 console.log(`  connect: ${show(latencyOf(connectTimes))}`);
 console.log(`  LOGIN → OK: ${show(latencyOf(loginTimes))}`);
-console.log(`  this process used ${((used.user + used.system) / 1000 / wallMs).toFixed(2)} cores`);
+console.log(`  this process used ${coresUsed(cpu, wallMs).toFixed(2)} cores`);
 for (const client of clients) client.close();
