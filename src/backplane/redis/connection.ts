@@ -13,6 +13,7 @@ const COMMAND_TIMEOUT_MS = 450;
 export async function connectRedis(url: string, role: string, log: Logger): Promise<Redis> {
   const client = new Redis(url, {
     connectionName: `chatline:${role}`,
+    protocol: 2,
     lazyConnect: true,
     enableOfflineQueue: false,
     enableAutoPipelining: true,
