@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import throng from 'throng';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, describeRedis, loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { runChatNode } from './node.js';
 
@@ -17,12 +17,6 @@ function readConfig(): Config {
   }
 }
 
-function redactPassword(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = '***';
-  return parsed.toString();
-}
-
 const config = readConfig();
 const log = createLogger(config.logLevel);
 
@@ -31,13 +25,13 @@ async function failed(error: unknown): Promise<never> {
   process.exit(1);
 }
 
-if (!config.redisUrl) {
+if (!config.redis) {
   log.info({ mode: 'embedded', port: config.port },
     'chatline in embedded mode: one process, in-memory state. To scale out, start it with '
     + 'REDIS_URL=redis://host:6379 (and WORKERS=n); every such instance on one Redis is one chat service.');
   runChatNode(config, log).catch(failed);
 } else {
-  const redisUrl = config.redisUrl;
+  const redis = config.redis;
   // Set before the first fork; it overrides NODE_CLUSTER_SCHED_POLICY. Round-robin waits for
   // each worker to take a connection before handing it the next, so it accepts more slowly.
   cluster.schedulingPolicy = config.connectionDistribution === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
@@ -48,7 +42,7 @@ if (!config.redisUrl) {
     master: () => {
       exitWhenAWorkerCannotStart();
       log.info({ mode: 'redis', workers: config.workers, connectionDistribution: config.connectionDistribution,
-        redis: redactPassword(redisUrl), port: config.port },
+        redis: describeRedis(redis), port: config.port },
         `chatline in Redis mode: ${config.workers} workers sharing state in Redis. To scale out, start more `
         + 'instances with the same REDIS_URL, on this machine or others, behind a TCP load balancer.');
     },

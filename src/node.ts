@@ -15,10 +15,10 @@ export async function runChatNode(config: Config, rootLog: Logger): Promise<void
   const workerId = randomBytes(5).toString('base64url');
   const log = rootLog.child({ worker: workerId });
   const server = new ChatServer({ workerId, log, limits: config, maxConnections: config.maxConnections });
-  const backplane: Backplane = config.redisUrl
+  const backplane: Backplane = config.redis?.topology.kind === 'single'
     ? await RedisBackplane.connect({
-      url: config.redisUrl,
-      prefix: config.redisPrefix,
+      url: config.redis.topology.url,
+      prefix: config.redis.prefix,
       workerId,
       maxRoomsPerUser: config.maxRoomsPerUser,
       nodeTtlMs: config.nodeTtlMs,

@@ -103,7 +103,8 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     const data = one('ConfigMap', 'chatline-config').data as Record<string, string>;
     for (const name of Object.keys(data)) assert.ok(CONFIG_VARIABLES.includes(name), `${name} is not read by src/config.ts`);
     const config = loadConfig(data);
-    const redisUrl = new URL(config.redisUrl!);
+    assert.equal(config.redis?.topology.kind, 'single');
+    const redisUrl = new URL(config.redis.topology.url);
     const redisService = one('Service', redisUrl.hostname);
     assert.equal(redisService.spec.ports[0].port, Number(redisUrl.port));
     assert.equal(container.envFrom[0].configMapRef.name, 'chatline-config');

@@ -1,0 +1,61 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+// Every Prometheus metric chatline exports, in one registry per process. Code counts inline
+// through these (metrics.loginsTotal.inc(...)) rather than threading a metrics object through
+// constructors. In Redis mode each worker fills its own registry and the primary sums them
+// (see supervisor/metrics-gather.ts); in embedded mode the one process serves its own.
+//
+// Label values are fixed sets named here, so a scrape never grows without bound.
+
+export const registry = new Registry();
+
+/** Why a client connection ended. */
+export type CloseReason =
+  | 'client' | 'quit' | 'slow_reader' | 'output_shed' | 'rate_abuse' | 'idle' | 'login_timeout'
+  | 'shutdown' | 'server_full' | 'per_ip_limit' | 'proxy_header' | 'watchdog';
+
+export type CommandResult = 'ok' | 'error' | 'unavailable' | 'internal_error' | 'rate_limited';
+export type DropReason = 'gone' | 'closing' | 'not_member';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+  new Counter<L>({ name: `chatline_${name}`, help, labelNames, registers: [registry] });
+const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+  new Gauge<L>({ name: `chatline_${name}`, help, labelNames, registers: [registry] });
+const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+  new Histogram<L>({ name: `chatline_${name}`, help, labelNames, buckets: LATENCY_BUCKETS, registers: [registry] });
+
+export const metrics = {
+  connectionsOpen: gauge('connections_open', 'Client connections open now.'),
+  connectionsOpened: counter('connections_opened_total', 'Client connections accepted.'),
+  connectionsClosed: counter('connections_closed_total', 'Client connections ended, by reason.', ['reason']),
+  logins: counter('logins_total', 'LOGIN commands by result: ok, taken, unavailable.', ['result']),
+  commands: counter('commands_total', 'Commands answered, by command keyword and result.', ['command', 'result']),
+  commandDuration: histogram('command_duration_seconds', 'From a command being read to its reply being ready, by command.', ['command']),
+  messagesAccepted: counter('messages_accepted_total', 'MSG commands answered OK, by kind: dm or room.', ['kind']),
+  deliveriesWritten: counter('deliveries_written_total', 'GOTUSERMSG and GOTROOMMSG lines written to client sockets.'),
+  deliveriesDropped: counter('deliveries_dropped_total', 'Deliveries that reached this worker for a session it no longer has, by reason.', ['reason']),
+  pendingOutputBytes: gauge('pending_output_bytes', 'Bytes written to client sockets and not yet sent.'),
+  rateLimited: counter('rate_limited_total', 'Commands refused with ERROR RATE LIMITED.'),
+  internalErrors: counter('internal_errors_total', 'Commands that failed with a bug (answered ERROR INTERNAL ERROR).'),
+  redisDuration: histogram('redis_roundtrip_seconds', 'Round trip of a heartbeat to Redis and back.'),
+  redisReconnects: counter('redis_reconnects_total', 'Connections to Redis made again after being lost, by role: commands or deliveries.', ['role']),
+  subscriberResubscribes: counter('subscriber_resubscribes_total', 'Times the delivery connection lost its subscriptions and made them again.'),
+  backplaneUp: gauge('backplane_up', '1 when the shared state is reachable and writable and this worker holds its lease, else 0.'),
+  probeLag: gauge('pubsub_probe_lag_seconds', 'Age of the last probe this worker saw come back through its own subscription.'),
+  lateEffects: counter('late_effects_total', 'Commands answered SERVICE UNAVAILABLE whose effect Redis applied anyway (undone where possible), by kind.', ['kind']),
+  reconciles: counter('reconciles_total', 'Times this worker made the shared state match its live sessions again.'),
+  deadWorkersReaped: counter('dead_workers_reaped_total', 'Dead workers whose sessions this worker released.'),
+  leaseLosses: counter('lease_losses_total', 'Times this worker found it had been taken for dead.'),
+  workerRestarts: counter('worker_restarts_total', 'Worker processes started again after one exited (primary only).'),
+  watchdogKills: counter('watchdog_kills_total', 'Workers killed by the primary for not answering within WATCHDOG_MS.'),
+  workersUnanswered: gauge('scrape_workers_unanswered', 'Workers that did not answer this scrape in time (their last numbers are used).'),
+  workers: gauge('workers', 'Worker processes by state: serving, starting, stuck.', ['state']),
+} as const;
+
+/** Times an async step into a histogram; for command latency. */
+export function startTimer(): () => number {
+  const started = performance.now();
+  return () => (performance.now() - started) / 1000;
+}
