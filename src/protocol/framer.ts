@@ -9,8 +9,9 @@ export type Frame = { line: string } | { error: FramingError };
 
 const LF = 0x0a;
 const CR = 0x0d;
-// C0 controls other than TAB, and DEL. LF never reaches this check; a lone CR does.
-const CONTROL_CHARACTER = /[\x00-\x08\x0a-\x1f\x7f]/;
+// C0 controls other than TAB, DEL, the C1 controls, and the Unicode line and paragraph
+// separators (hidden line breaks in some terminals). LF never reaches this check; a lone CR does.
+const CONTROL_CHARACTER = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
 const BLANK = /^[ \t]*$/;
 
 export class LineFramer {

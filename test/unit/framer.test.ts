@@ -62,6 +62,15 @@ describe('line framer', () => {
     assert.deepEqual(frames('MSG bob\tünïcødé ✓ 🎉\n'), [{ line: 'MSG bob\tünïcødé ✓ 🎉' }]);
   });
 
+  it('refuses the C1 controls and the Unicode line and paragraph separators (protocol 1.1)', () => {
+    // U+009B is the one-byte CSI: a terminal escape without ESC.
+    for (const hidden of ['\u0080', '\u009b', '\u009f', '\u2028', '\u2029']) {
+      assert.deepEqual(frames(`MSG bob a${hidden}b\n`), [{ error: 'INVALID CHARACTERS' }], JSON.stringify(hidden));
+    }
+    // Their neighbours are ordinary text.
+    assert.deepEqual(frames('MSG bob \u00a0\u2027\u202a\n'), [{ line: 'MSG bob \u00a0\u2027\u202a' }]);
+  });
+
   it('gives the same frames however the bytes are split (property)', () => {
     const byte = fc.oneof(
       fc.integer({ min: 0, max: 255 }),
