@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { format } from 'node:util';
 import { pino, type Logger } from 'pino';
 
 // The one logger. JSON lines on stdout; callers add bindings (worker, connection) with child().
@@ -13,4 +14,14 @@ export function createLogger(level: string): Logger {
     { level, base: { pid: process.pid, hostname: hostname() }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/**
+ * Some libraries print with console.warn/console.error (ioredis' "[WARN] …" lines): those go
+ * through the logger too, so the output stays one JSON object per line.
+ */
+export function routeConsoleToLogger(log: Logger): void {
+  const library = log.child({ source: 'library' });
+  console.warn = (...args: unknown[]) => library.warn(format(...args));
+  console.error = (...args: unknown[]) => library.error(format(...args));
 }

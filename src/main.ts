@@ -1,11 +1,14 @@
 import cluster from 'node:cluster';
 import throng from 'throng';
 import { ConfigError, describeRedis, loadConfig, type Config } from './config.js';
-import { createLogger } from './log.js';
-import { runChatNode } from './node.js';
+import { runEmbedded } from './embedded.js';
+import { createLogger, routeConsoleToLogger } from './log.js';
+import { runPrimary } from './supervisor/primary.js';
+import { runWorker } from './worker.js';
 
-// Entry point. Without REDIS_URL: one process, in-memory state. With it: WORKERS processes
-// (node:cluster through throng) sharing one TCP port here and one state in Redis.
+// Entry point. Without Redis settings: one process, in-memory state. With them: a primary and
+// WORKERS worker processes (node:cluster through throng) sharing one TCP port here and one
+// state in Redis.
 
 function readConfig(): Config {
   try {
@@ -19,6 +22,8 @@ function readConfig(): Config {
 
 const config = readConfig();
 const log = createLogger(config.logLevel);
+// Libraries that print (ioredis' warnings) do so as JSON lines like ours.
+routeConsoleToLogger(log);
 
 async function failed(error: unknown): Promise<never> {
   log.fatal({ err: error }, 'could not start');
@@ -29,7 +34,7 @@ if (!config.redis) {
   log.info({ mode: 'embedded', port: config.port },
     'chatline in embedded mode: one process, in-memory state. To scale out, start it with '
     + 'REDIS_URL=redis://host:6379 (and WORKERS=n); every such instance on one Redis is one chat service.');
-  runChatNode(config, log).catch(failed);
+  runEmbedded(config, log).catch(failed);
 } else {
   const redis = config.redis;
   // Set before the first fork; it overrides NODE_CLUSTER_SCHED_POLICY. Round-robin waits for
@@ -37,30 +42,17 @@ if (!config.redis) {
   cluster.schedulingPolicy = config.connectionDistribution === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   void throng({
     count: config.workers,
+    // The primary replaces workers itself, with a backoff (supervisor/primary.ts).
+    lifetime: 0,
     // throng kills workers still running this long after the signal.
     grace: config.shutdownGraceMs + 1000,
-    master: () => {
-      exitWhenAWorkerCannotStart();
+    master: async () => {
+      await runPrimary(config, log);
       log.info({ mode: 'redis', workers: config.workers, connectionDistribution: config.connectionDistribution,
-        redis: describeRedis(redis), port: config.port },
-        `chatline in Redis mode: ${config.workers} workers sharing state in Redis. To scale out, start more `
-        + 'instances with the same REDIS_URL, on this machine or others, behind a TCP load balancer.');
+        redis: describeRedis(redis), port: config.port, healthPort: config.healthPort },
+      `chatline in Redis mode: ${config.workers} workers sharing state in Redis. To scale out, start more `
+        + 'instances with the same Redis, on this machine or others, behind a TCP load balancer.');
     },
-    worker: () => runChatNode(config, log).catch(failed),
-  });
-}
-
-/**
- * throng forks a new worker whenever one exits. That is right for a crash, but a worker that
- * never got to listen (port taken, Redis unreachable at start) would fail the same way again,
- * forever: stop the whole instance instead, so the operator or orchestrator sees it.
- */
-function exitWhenAWorkerCannotStart(): void {
-  const listening = new Set<number>();
-  cluster.on('listening', (worker) => listening.add(worker.id));
-  cluster.on('exit', (worker, code, signal) => {
-    if (listening.delete(worker.id)) return;
-    log.fatal({ code, signal }, 'a worker exited before it could serve; stopping');
-    process.exit(1);
+    worker: () => runWorker(config, log).catch(failed),
   });
 }

@@ -21,8 +21,10 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
   new Counter<L>({ name: `chatline_${name}`, help, labelNames, registers: [registry] });
-const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
-  new Gauge<L>({ name: `chatline_${name}`, help, labelNames, registers: [registry] });
+/** How a Redis-mode instance combines a gauge over its workers: sum unless said otherwise. */
+type Aggregator = 'sum' | 'min' | 'max';
+const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = [], aggregator: Aggregator = 'sum') =>
+  new Gauge<L>({ name: `chatline_${name}`, help, labelNames, aggregator, registers: [registry] });
 const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
   new Histogram<L>({ name: `chatline_${name}`, help, labelNames, buckets: LATENCY_BUCKETS, registers: [registry] });
 
@@ -42,8 +44,8 @@ export const metrics = {
   redisDuration: histogram('redis_roundtrip_seconds', 'Round trip of a heartbeat to Redis and back.'),
   redisReconnects: counter('redis_reconnects_total', 'Connections to Redis made again after being lost, by role: commands or deliveries.', ['role']),
   subscriberResubscribes: counter('subscriber_resubscribes_total', 'Times the delivery connection lost its subscriptions and made them again.'),
-  backplaneUp: gauge('backplane_up', '1 when the shared state is reachable and writable and this worker holds its lease, else 0.'),
-  probeLag: gauge('pubsub_probe_lag_seconds', 'Age of the last probe this worker saw come back through its own subscription.'),
+  backplaneUp: gauge('backplane_up', '1 when the shared state is reachable and writable and every worker holds its lease, else 0.', [], 'min'),
+  probeLag: gauge('pubsub_probe_lag_seconds', 'Age of the last probe a worker saw come back through its own subscription (the worst worker).', [], 'max'),
   lateEffects: counter('late_effects_total', 'Commands answered SERVICE UNAVAILABLE whose effect Redis applied anyway (undone where possible), by kind.', ['kind']),
   reconciles: counter('reconciles_total', 'Times this worker made the shared state match its live sessions again.'),
   deadWorkersReaped: counter('dead_workers_reaped_total', 'Dead workers whose sessions this worker released.'),
@@ -54,8 +56,7 @@ export const metrics = {
   workers: gauge('workers', 'Worker processes by state: serving, starting, stuck.', ['state']),
 } as const;
 
-/** Times an async step into a histogram; for command latency. */
-export function startTimer(): () => number {
-  const started = performance.now();
-  return () => (performance.now() - started) / 1000;
-}
+/** What a Redis-mode primary counts itself; every other metric comes from its workers. */
+export const PRIMARY_METRICS: ReadonlySet<string> = new Set([
+  metrics.workerRestarts, metrics.watchdogKills, metrics.workersUnanswered, metrics.workers, metrics.connectionsClosed,
+].map((metric) => (metric as unknown as { name: string }).name));

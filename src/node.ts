@@ -3,58 +3,62 @@ import { MemoryBackplane, MemoryState } from './backplane/memory.js';
 import { RedisBackplane } from './backplane/redis/index.js';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
-import { startHealthServer } from './health.js';
 import type { Logger } from './log.js';
 import { ChatServer } from './server.js';
+import type { WorkerState, WorkerStatus } from './supervisor/ipc.js';
 
-// One serving process: a backplane plus a TCP server, with a graceful stop on SIGTERM/SIGINT.
-// In embedded mode it is the whole service; in Redis mode it is one worker among many.
+// One serving process: a backplane plus the chat listeners, with a graceful stop. Embedded, it
+// is the whole service; in Redis mode it is one worker among many (worker.ts tells its primary).
 
-export async function runChatNode(config: Config, rootLog: Logger): Promise<void> {
-  // Random, not the pid: pids repeat across containers and restarts, worker ids must not.
-  const workerId = randomBytes(5).toString('base64url');
-  const log = rootLog.child({ worker: workerId });
-  const server = new ChatServer({ workerId, log, limits: config, maxConnections: config.maxConnections });
-  const backplane: Backplane = config.redis?.topology.kind === 'single'
-    ? await RedisBackplane.connect({
-      url: config.redis.topology.url,
-      prefix: config.redis.prefix,
-      workerId,
-      maxRoomsPerUser: config.maxRoomsPerUser,
-      nodeTtlMs: config.nodeTtlMs,
-      deliver: server.deliver,
-      liveSessions: () => server.allSessions,
-      log,
-    })
-    : new MemoryBackplane(new MemoryState(), server.deliver, config.maxRoomsPerUser);
-  let stopping = false;
-  const health = await startHealthServer(config.host, config.healthPort, () => ({
-    ready: !stopping && backplane.isHealthy(),
-    draining: stopping,
-    sharedState: backplane.isHealthy() ? 'reachable' : 'unreachable',
-    clients: server.clientCount,
-  }));
-  const address = await server.listen(backplane, config.host, config.port);
-  log.info({ host: address.address, port: address.port, healthPort: config.healthPort }, 'listening');
+export class ChatNode {
+  private state: WorkerState = 'starting';
+  private backplane: Backplane | undefined;
+  private readonly server: ChatServer;
+  readonly log: Logger;
 
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    // Not ready from here on, so load balancers stop sending new clients while we drain.
-    stopping = true;
+  constructor(private readonly config: Config, rootLog: Logger) {
+    const tag = randomBytes(5).toString('base64url');
+    this.log = rootLog.child({ worker: tag });
+    this.server = new ChatServer({ tag, log: this.log, limits: config });
+  }
+
+  /** Reaches the shared state (waiting for Redis as long as it takes), then listens. */
+  async start(): Promise<void> {
+    const { config } = this;
+    this.backplane = config.redis
+      ? await RedisBackplane.connect({
+        redis: config.redis, maxRoomsPerUser: config.maxRoomsPerUser, maxRoomMembers: config.maxRoomMembers,
+        nodeTtlMs: config.nodeTtlMs, log: this.log,
+      })
+      : new MemoryBackplane(new MemoryState(), config);
+    const address = await this.server.listen(this.backplane, config.host, config.port);
+    if (this.state === 'starting') this.state = 'serving';
+    this.log.info({ host: address.address, port: address.port }, 'listening');
+  }
+
+  status(): WorkerStatus {
+    return {
+      state: this.state,
+      backplane: this.backplane?.status() ?? { up: false, state: 'connecting' },
+      clients: this.server.clientCount,
+    };
+  }
+
+  /** Drains: not ready at once, every client told and logged out, then the shared state left. */
+  async stop(signal: string): Promise<void> {
+    if (this.state === 'draining') return;
+    this.state = 'draining';
+    const { shutdownGraceMs } = this.config;
     // Armed before anything that could block (even a log write), so the stop always ends.
     const overdue = setTimeout(() => {
-      log.error({ clients: server.clientCount }, 'graceful stop overran SHUTDOWN_GRACE_MS; exiting now');
+      this.log.error({ clients: this.server.clientCount }, 'graceful stop overran SHUTDOWN_GRACE_MS; exiting now');
       process.exit(1);
-    }, config.shutdownGraceMs);
+    }, shutdownGraceMs);
     overdue.unref();
-    log.info({ signal, clients: server.clientCount }, 'shutting down');
+    this.log.info({ signal, clients: this.server.clientCount }, 'shutting down');
     // Half the grace period at most for spreading the goodbyes; the rest for logouts.
-    await server.close(config.shutdownGraceMs / 2);
-    await backplane.close();
-    health.close();
-    log.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+    await this.server.close(shutdownGraceMs / 2);
+    await this.backplane?.close();
+    this.log.info('stopped');
+  }
 }

@@ -1,52 +1,89 @@
 import type { Socket } from 'node:net';
-import type { Backplane, Member } from './backplane/types.js';
+import { isUnavailable } from './backplane/errors.js';
+import type { Backplane, ClientHandle, Member } from './backplane/types.js';
+import { COMMAND_BY_KEYWORD, type CommandContext, type CommandSpec, GRAMMAR } from './commands.js';
 import type { Config } from './config.js';
+import type { InputBudget } from './input-budget.js';
 import type { Logger } from './log.js';
-import { LineFramer } from './protocol/framer.js';
-import { nameKey } from './protocol/names.js';
-import { type Command, parseCommand } from './protocol/parser.js';
+import { type CloseReason, metrics } from './metrics.js';
+import { type Frame, LineFramer } from './protocol/framer.js';
+import type { Arguments } from './protocol/parser.js';
+import { parseLine } from './protocol/parser.js';
 import { replies } from './protocol/replies.js';
 import { TokenBucket } from './rate-limit.js';
 
-// One client connection: framer → parser → backplane → replies → socket.
+// One client connection: framer → parser → command table → backplane → replies → socket.
 //
-// Replies leave in command order, but commands need not run one at a time: MSG changes no
-// session state, so pipelined MSGs run concurrently (the backplane keeps their order, Redis
-// runs one connection's commands in order). Commands that change or depend on what this
-// session holds (LOGIN, LOGOUT, JOIN, PART, and the final cleanup) are barriers: they start
-// after everything before them was dispatched and finish before anything after them starts.
+// Replies leave in command order, but commands need not run one at a time: a command that only
+// reads or delivers runs concurrently with its neighbours (the backplane keeps their effects in
+// order). A barrier (see CommandSpec) starts after everything before it finished and finishes
+// before anything after it starts. The implicit LOGOUT at close is a barrier too.
 
-export type SessionLimits = Pick<Config, 'maxLineBytes' | 'maxPendingBytes' | 'ratePerSec' | 'rateBurst' | 'idleTimeoutMs'>;
+export type SessionLimits = Pick<Config,
+  'maxLineBytes' | 'maxPendingBytes' | 'ratePerSec' | 'rateBurst' | 'rateLimitStrikes'>;
 
 export interface SessionContext {
   backplane: Backplane;
   log: Logger;
   limits: SessionLimits;
+  /** Commands read but not yet answered, across the worker. */
+  input: InputBudget;
 }
-
-type Step = Command | { kind: 'disconnect' };
 
 /** A reply's place in the output order; filled in when its command finishes. */
 interface ReplySlot {
   text: string | undefined;
+  /** The connection ends once this reply is written (QUIT). */
+  closeAfter?: boolean;
 }
 
-// Read no more from a client that has this many commands unanswered: bounds memory per
-// connection for clients that pipeline without reading.
-const MAX_UNANSWERED = 256;
+interface Step {
+  spec: CommandSpec | 'disconnect';
+  args: Arguments | undefined;
+  slot: ReplySlot;
+  readAt: number;
+  bytes: number;
+}
 
-export class Session {
+// Read no more from a client with this many commands, or this many bytes of commands, still
+// unanswered: bounds the memory a client that pipelines without reading can make us hold.
+const MAX_UNANSWERED = 256;
+const MAX_UNANSWERED_BYTES = 64 * 1024;
+const COMMAND_OVERHEAD_BYTES = 64;
+// WHO and ROOMS read many keys: a person may type them often, a script may not.
+const LISTING_BURST = 5;
+const LISTING_PER_SEC = 1;
+// A client told to go gets this long to read its last line before the connection is cut.
+const CLOSE_GRACE_MS = 2000;
+
+export class Session implements ClientHandle {
   private readonly framer: LineFramer;
   private readonly allowance: TokenBucket;
+  private readonly listingAllowance: TokenBucket;
+  /** Refusals the client may still collect before it is disconnected; refilled one per second. */
+  private readonly strikes: TokenBucket;
   private me: Member | undefined;
-  /** Rooms joined, as spelled at JOIN, by room key: what to restore if Redis loses them. */
-  private readonly rooms = new Map<string, string>();
   private readonly replySlots: ReplySlot[] = [];
-  private readonly waiting: { step: Step; slot: ReplySlot }[] = [];
+  private readonly waiting: Step[] = [];
+  /** Frames read but not yet taken on, while the session is at its unanswered limit. */
+  private backlog: Frame[] = [];
+  private unansweredBytes = 0;
   private barrierRunning = false;
+  private running = 0;
   /** What this turn wrote to the client, sent as one write when the turn ends. */
   private output: (string | Uint8Array)[] = [];
   private paused = false;
+  /** No more commands are taken: QUIT, a limit, or shutdown. */
+  private closing = false;
+  /** No more input will come (the socket closed, or we close it); what came before still runs, then the implicit LOGOUT. */
+  private inputEnded = false;
+  private disconnectQueued = false;
+  /** QUIT ran: the connection ends once its reply is written. */
+  private quitting = false;
+  private closeReason: CloseReason = 'client';
+  /** performance.now() of the last complete command, and of the moment the session last had no login. */
+  lastCommandAt = performance.now();
+  loggedOutSince: number | undefined = performance.now();
   /** Resolves once the connection is closed and its user logged out. */
   readonly finished: Promise<void>;
   private finish!: () => void;
@@ -59,11 +96,10 @@ export class Session {
     const { limits } = context;
     this.framer = new LineFramer(limits.maxLineBytes);
     this.allowance = new TokenBucket(limits.ratePerSec, limits.rateBurst);
+    this.listingAllowance = new TokenBucket(LISTING_PER_SEC, LISTING_BURST);
+    this.strikes = new TokenBucket(limits.ratePerSec === 0 ? 0 : 1, limits.rateLimitStrikes);
     this.finished = new Promise((resolve) => { this.finish = resolve; });
     socket.setNoDelay(true);
-    if (limits.idleTimeoutMs > 0) {
-      socket.setTimeout(limits.idleTimeoutMs, () => this.closeWith(replies.idleTimeout()));
-    }
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (error) => context.log.debug({ connection: id, err: error }, 'socket error'));
     socket.on('close', () => this.onClose());
@@ -73,142 +109,226 @@ export class Session {
     return this.me?.user;
   }
 
-  /** Who this session is and which rooms it is in, while logged in. */
-  get standing(): { member: Member; rooms: string[] } | undefined {
-    return this.me && { member: this.me, rooms: [...this.rooms.values()] };
+  /** Bytes written to the socket and not yet sent. */
+  get pendingBytes(): number {
+    return this.socket.writableLength;
   }
 
-  /** The shared state gave this session's name to another: tell the client, forget the login. */
-  loseName(): void {
-    const me = this.forgetLogin();
-    if (!me) return;
-    this.context.log.warn({ connection: this.id, user: me.user }, 'session lost its name to another login');
-    this.write(replies.nameTaken(me.user));
+  /** Told to go (QUIT, a limit, shutdown): its output no longer counts as a backlog to shed. */
+  get isClosing(): boolean {
+    return this.closing;
   }
 
-  /** Lines from other connections (GOTROOMMSG, GOTUSERMSG). */
+  get reasonForClose(): CloseReason {
+    return this.closeReason;
+  }
+
+  // ClientHandle: what the backplane does to this session.
+
   deliver(lines: string | Uint8Array): void {
+    metrics.deliveriesWritten.inc();
     this.write(lines);
   }
 
+  nameLost(): void {
+    const me = this.me;
+    if (!me) return;
+    this.forgetLogin();
+    this.context.log.warn({ connection: this.id, user: me.user }, 'session lost its name to another login after a fault');
+    this.write(replies.nameTaken(me.user));
+  }
+
+  rebound(member: Member): void {
+    this.me = member;
+  }
+
   /** Sends one last line and closes; the usual cleanup (logout) follows. */
-  closeWith(line: string): void {
+  closeWith(line: string, reason: CloseReason): void {
+    if (this.closing && this.socket.writableEnded) return;
+    this.closeReason = reason;
+    this.stopTakingCommands();
     this.write(line);
+    this.endConnection();
+  }
+
+  /** Sends what is written, ends the connection, and logs out now. */
+  private endConnection(): void {
     this.flushOutput();
     this.socket.end();
+    // Logged out now, not when the socket is gone: a client that does not read would keep it
+    // open (and its name taken) for the whole grace period.
+    this.endOfInput();
+    // A client that does not read would keep the socket (and its backlog) open forever.
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
 
   private receive(chunk: Buffer): void {
-    for (const frame of this.framer.push(chunk)) {
-      if (!this.allowance.take()) {
-        this.reply(replies.rateLimited());
-        continue;
-      }
-      if ('error' in frame) {
-        this.reply(replies.error(frame.error));
-        continue;
-      }
-      const parsed = parseCommand(frame.line);
-      if (parsed.kind === 'error') this.reply(replies.error(parsed.error));
-      else this.enqueue(parsed);
+    const frames = this.framer.push(chunk);
+    if (this.backlog.length > 0) this.backlog.push(...frames);
+    else this.backlog = frames;
+    this.takeFrames();
+  }
+
+  /** Takes frames on while the session and the worker have room for more unanswered commands. */
+  private takeFrames(): void {
+    let taken = 0;
+    while (taken < this.backlog.length && !this.closing && !this.atOwnLimit() && this.context.input.hasRoom()) {
+      this.takeFrame(this.backlog[taken++]!);
     }
-    if (this.replySlots.length >= MAX_UNANSWERED && !this.paused) {
+    this.backlog = this.closing || taken === this.backlog.length ? [] : this.backlog.slice(taken);
+    if (this.backlog.length > 0) {
+      if (this.paused) return;
       this.paused = true;
       this.socket.pause();
+      // Our own replies wake us (flushReplies); when the worker is the limit, so does it.
+      if (!this.atOwnLimit()) this.context.input.waitForRoom(this.resumeReading);
+    } else if (this.inputEnded && !this.disconnectQueued) {
+      // Every command the client sent before it hung up has been taken on: now the implicit LOGOUT.
+      this.disconnectQueued = true;
+      this.enqueue('disconnect', undefined);
     }
   }
 
-  private reply(text: string): void {
+  private atOwnLimit(): boolean {
+    return this.replySlots.length >= MAX_UNANSWERED || this.unansweredBytes >= MAX_UNANSWERED_BYTES;
+  }
+
+  private readonly resumeReading = (): void => {
+    if (!this.paused) return;
+    if (this.replySlots.length > MAX_UNANSWERED / 2 || this.unansweredBytes > MAX_UNANSWERED_BYTES / 2) return;
+    this.paused = false;
+    this.takeFrames();
+    if (!this.paused && !this.inputEnded) this.socket.resume();
+  };
+
+  private takeFrame(frame: Frame): void {
+    if (!this.allowance.take()) {
+      metrics.rateLimited.inc();
+      this.answerAtOnce(replies.rateLimited());
+      // A client that keeps sending into the limit gets a bounded number of refusals.
+      if (!this.strikes.take()) this.closeWith(replies.rateLimited(), 'rate_abuse');
+      return;
+    }
+    this.lastCommandAt = performance.now();
+    if ('error' in frame) return this.answerAtOnce(replies.error(frame.error));
+    const parsed = parseLine(frame.line, GRAMMAR);
+    if ('error' in parsed) {
+      metrics.commands.inc({ command: 'INVALID', result: 'error' });
+      return this.answerAtOnce(replies.error(parsed.error));
+    }
+    const spec = COMMAND_BY_KEYWORD.get(parsed.keyword)!;
+    if (spec.listing && !this.listingAllowance.take()) {
+      metrics.rateLimited.inc();
+      return this.answerAtOnce(replies.rateLimited());
+    }
+    // Counted at least at the size of what a queued command costs us besides its text.
+    this.enqueue(spec, parsed.args, Math.max(COMMAND_OVERHEAD_BYTES, Buffer.byteLength(frame.line)));
+  }
+
+  private answerAtOnce(text: string): void {
     this.replySlots.push({ text });
     this.flushReplies();
   }
 
-  private enqueue(step: Step): void {
+  private enqueue(spec: CommandSpec | 'disconnect', args: Arguments | undefined, bytes = 0): void {
     const slot: ReplySlot = { text: undefined };
     this.replySlots.push(slot);
-    this.waiting.push({ step, slot });
+    this.unansweredBytes += bytes;
+    this.context.input.take(bytes);
+    this.waiting.push({ spec, args, slot, readAt: performance.now(), bytes });
     this.dispatch();
   }
 
   private dispatch(): void {
     while (!this.barrierRunning && this.waiting.length > 0) {
-      const { step, slot } = this.waiting.shift()!;
-      const barrier = step.kind !== 'roomMessage' && step.kind !== 'userMessage';
+      const next = this.waiting[0]!;
+      const barrier = next.spec === 'disconnect' || next.spec.barrier;
+      // A barrier also waits for the concurrent commands before it to finish.
+      if (barrier && this.running > 0) return;
+      this.waiting.shift();
       if (barrier) this.barrierRunning = true;
-      this.run(step).then((text) => {
-        slot.text = text;
-        if (barrier) {
-          this.barrierRunning = false;
-          this.dispatch();
-        }
+      this.running++;
+      void this.run(next).then((text) => {
+        this.running--;
+        next.slot.text = text;
+        // QUIT is a barrier, so nothing else ran meanwhile that could have set the flag.
+        if (this.quitting && barrier) next.slot.closeAfter = true;
+        this.unansweredBytes -= next.bytes;
+        this.context.input.give(next.bytes);
+        if (barrier) this.barrierRunning = false;
+        this.dispatch();
         this.flushReplies();
       });
     }
   }
 
-  private flushReplies(): void {
-    while (this.replySlots.length > 0 && this.replySlots[0]!.text !== undefined) {
-      this.write(this.replySlots.shift()!.text!);
-    }
-    if (this.paused && this.replySlots.length < MAX_UNANSWERED / 2) {
-      this.paused = false;
-      this.socket.resume();
-    }
-  }
-
   private async run(step: Step): Promise<string> {
-    try {
-      return await this.execute(step);
-    } catch (error) {
-      this.context.log.warn({ connection: this.id, command: step.kind, err: error }, 'command failed');
-      return replies.serviceUnavailable();
-    }
-  }
-
-  private async execute(step: Step): Promise<string> {
-    const { backplane } = this.context;
-    if (step.kind === 'disconnect') {
+    if (step.spec === 'disconnect') {
       await this.disconnect();
       return '';
     }
-    if (step.kind === 'login') {
-      if (this.me) return replies.alreadyLoggedIn(this.me.user);
-      const member: Member = { connectionId: this.id, user: step.user };
-      if ((await backplane.login(member)) === 'taken') return replies.nameTaken(step.user);
-      this.me = member;
-      return replies.ok();
+    const { spec } = step;
+    let result: 'ok' | 'error' | 'unavailable' | 'internal_error' = 'ok';
+    try {
+      if (spec.needsLogin && !this.me) {
+        result = 'error';
+        return replies.notLoggedIn();
+      }
+      const reply = await spec.run(this.commandContext, step.args as never);
+      if (reply.startsWith('ERROR ')) result = 'error';
+      return reply;
+    } catch (error) {
+      // One policy: the shared state being away is expected and answered as such (the outage
+      // is logged once, by the backplane); anything else is a bug, and looks like one.
+      if (isUnavailable(error)) {
+        result = 'unavailable';
+        return replies.serviceUnavailable();
+      }
+      result = 'internal_error';
+      metrics.internalErrors.inc();
+      this.context.log.error({ connection: this.id, command: spec.keyword, err: error }, 'command failed with an unexpected error');
+      return replies.internalError();
+    } finally {
+      metrics.commands.inc({ command: spec.keyword, result });
+      metrics.commandDuration.observe({ command: spec.keyword }, (performance.now() - step.readAt) / 1000);
     }
-    const me = this.me;
-    if (!me) return replies.notLoggedIn();
-    switch (step.kind) {
-      case 'logout':
-        await backplane.logout(me);
-        this.forgetLogin();
-        return replies.ok();
-      case 'join': {
-        const result = await backplane.join(me, step.room);
-        if (result === 'already-joined') return replies.alreadyJoined(me.user, step.room);
-        if (result === 'too-many-rooms') return replies.tooManyRooms();
-        this.rooms.set(nameKey(step.room), step.room);
-        return replies.ok();
-      }
-      case 'part': {
-        const result = await backplane.part(me, step.room);
-        this.rooms.delete(nameKey(step.room));
-        return result === 'ok' ? replies.ok() : replies.notInRoom(me.user, step.room);
-      }
-      case 'roomMessage': {
-        const result = await backplane.sendToRoom(me, step.room, step.text);
-        if (result === 'not-available') return replies.roomNotAvailable(step.room);
-        // The sender's own copy rides with its OK, so the OK is always first.
-        return replies.ok() + replies.roomMessage(me.user, result.roomName, step.text);
-      }
-      case 'userMessage':
-        if (nameKey(step.user) === nameKey(me.user)) return replies.ok() + replies.userMessage(me.user, step.text);
-        return (await backplane.sendToUser(me, step.user, step.text)) === 'ok'
-          ? replies.ok()
-          : replies.userNotFound(step.user);
+  }
+
+  private readonly commandContext: CommandContext = (() => {
+    const session = this;
+    return {
+      get backplane() { return session.context.backplane; },
+      get me() { return session.me; },
+      client: session,
+      loggedIn(member: Member) {
+        session.me = member;
+        session.loggedOutSince = undefined;
+        session.context.log.debug({ connection: session.id, user: member.user, login: member.loginId }, 'logged in');
+      },
+      loggedOut() {
+        const me = session.forgetLogin();
+        if (me) session.context.log.debug({ connection: session.id, user: me.user }, 'logged out');
+      },
+      closeAfterReply() {
+        session.closeReason = 'quit';
+        session.quitting = true;
+        session.stopTakingCommands();
+      },
+    };
+  })();
+
+  private stopTakingCommands(): void {
+    this.closing = true;
+    this.backlog = [];
+  }
+
+  private flushReplies(): void {
+    while (this.replySlots.length > 0 && this.replySlots[0]!.text !== undefined) {
+      const slot = this.replySlots.shift()!;
+      this.write(slot.text!);
+      if (slot.closeAfter) this.endConnection();
     }
+    if (this.paused) this.resumeReading();
   }
 
   private async disconnect(): Promise<void> {
@@ -220,11 +340,11 @@ export class Session {
     }
   }
 
-  /** Drops what this session holds locally; returns who it was. */
+  /** Drops the login locally; returns who it was. */
   private forgetLogin(): Member | undefined {
     const me = this.me;
     this.me = undefined;
-    this.rooms.clear();
+    this.loggedOutSince ??= performance.now();
     return me;
   }
 
@@ -241,17 +361,25 @@ export class Session {
     this.output = [];
     if (!this.socket.writable) return;
     this.socket.write(output.length === 1 ? output[0]! : joined(output));
-    if (this.socket.writableLength > this.context.limits.maxPendingBytes) {
+    if (this.socket.writableLength > this.context.limits.maxPendingBytes && !this.closing) {
       this.context.log.info({ connection: this.id, user: this.me?.user, pendingBytes: this.socket.writableLength },
         'closing a client that does not read');
-      this.socket.destroy();
+      this.closeWith(replies.tooMuchPendingOutput(), 'slow_reader');
     }
   };
 
   private onClose(): void {
-    // Commands already received still run (a client may send and hang up at once), then the
-    // implicit LOGOUT.
-    this.enqueue({ kind: 'disconnect' });
+    this.endOfInput();
+  }
+
+  /**
+   * Commands the client sent before it hung up still run (a client may send and close at once),
+   * then the implicit LOGOUT: takeFrames queues it once the backlog is taken on.
+   */
+  private endOfInput(): void {
+    if (this.inputEnded) return;
+    this.inputEnded = true;
+    if (!this.paused || this.closing) this.takeFrames();
   }
 }
 

@@ -1,106 +1,130 @@
 import { nameKey } from '../protocol/names.js';
 import { replies } from '../protocol/replies.js';
+import { LocalLogins } from './local-logins.js';
 import type {
-  Backplane, DeliverySink, JoinResult, LoginResult, Member, PartResult, RoomMessageResult, UserMessageResult,
+  Backplane, BackplaneStatus, ClientHandle, JoinResult, LoginResult, Member, PartResult, RoomListing,
+  RoomMembersResult, RoomMessageResult, UserMessageResult,
 } from './types.js';
 
 // The embedded backplane: all state in this process. One MemoryState may be shared by several
-// MemoryBackplane instances (each with its own sink), which is how the contract suite models
+// MemoryBackplane instances (each with its own logins), which is how the contract suite models
 // several workers without Redis.
 
 interface UserEntry {
-  name: string;
-  connectionId: string;
-  deliver: DeliverySink;
+  loginId: string;
+  /** The node (worker) holding the login, which routes deliveries to it. */
+  node: MemoryBackplane;
   rooms: Set<string>;
 }
 
 interface RoomEntry {
   name: string;
-  /** member key → that member's connection id */
-  members: Map<string, string>;
+  /** member key → that member's login id and display name */
+  members: Map<string, { loginId: string; user: string }>;
 }
 
 export class MemoryState {
   readonly users = new Map<string, UserEntry>();
   readonly rooms = new Map<string, RoomEntry>();
+  nextNode = 0;
+}
+
+export interface MemoryLimits {
+  maxRoomsPerUser: number;
+  maxRoomMembers: number;
 }
 
 export class MemoryBackplane implements Backplane {
-  constructor(
-    private readonly state: MemoryState,
-    private readonly deliver: DeliverySink,
-    private readonly maxRoomsPerUser: number,
-  ) {}
+  private readonly logins = new LocalLogins();
+  private readonly nodeId: string;
+  private loginCount = 0;
 
-  async login(member: Member): Promise<LoginResult> {
-    const key = nameKey(member.user);
+  constructor(private readonly state: MemoryState, private readonly limits: MemoryLimits) {
+    this.nodeId = `m${(state.nextNode++).toString(36)}`;
+  }
+
+  async login(user: string, client: ClientHandle): Promise<LoginResult> {
+    const key = nameKey(user);
     if (this.state.users.has(key)) return 'taken';
-    this.state.users.set(key, { name: member.user, connectionId: member.connectionId, deliver: this.deliver, rooms: new Set() });
-    return 'ok';
+    const member: Member = { loginId: `${this.nodeId}.${(++this.loginCount).toString(36)}`, user };
+    this.state.users.set(key, { loginId: member.loginId, node: this, rooms: new Set() });
+    this.logins.add(member, client);
+    return { member };
   }
 
   async logout(member: Member): Promise<void> {
-    const entry = this.owned(member);
-    if (!entry) return;
-    for (const room of entry.rooms) this.leaveRoom(room, nameKey(member.user));
-    this.state.users.delete(nameKey(member.user));
+    if (!this.logins.remove(member.loginId)) return;
+    const key = nameKey(member.user);
+    const entry = this.state.users.get(key);
+    if (entry?.loginId !== member.loginId) return;
+    for (const room of entry.rooms) this.leaveRoom(room, key);
+    this.state.users.delete(key);
   }
 
   async join(member: Member, room: string): Promise<JoinResult> {
-    const entry = this.owned(member);
-    if (!entry) return 'ok';
+    const login = this.logins.acting(member);
+    const entry = this.state.users.get(login.userKey)!;
     const roomKey = nameKey(room);
     if (entry.rooms.has(roomKey)) return 'already-joined';
-    if (entry.rooms.size >= this.maxRoomsPerUser) return 'too-many-rooms';
-    entry.rooms.add(roomKey);
+    if (entry.rooms.size >= this.limits.maxRoomsPerUser) return 'too-many-rooms';
     let roomEntry = this.state.rooms.get(roomKey);
+    if (roomEntry && roomEntry.members.size >= this.limits.maxRoomMembers) return 'room-full';
     if (!roomEntry) {
       roomEntry = { name: room, members: new Map() };
       this.state.rooms.set(roomKey, roomEntry);
     }
-    roomEntry.members.set(nameKey(member.user), member.connectionId);
+    roomEntry.members.set(login.userKey, { loginId: member.loginId, user: member.user });
+    entry.rooms.add(roomKey);
+    login.rooms.set(roomKey, room);
     return 'ok';
   }
 
   async part(member: Member, room: string): Promise<PartResult> {
-    const entry = this.owned(member);
+    const login = this.logins.acting(member);
     const roomKey = nameKey(room);
-    if (!entry?.rooms.has(roomKey)) return 'not-in-room';
-    entry.rooms.delete(roomKey);
-    this.leaveRoom(roomKey, nameKey(member.user));
+    const entry = this.state.users.get(login.userKey)!;
+    if (!entry.rooms.delete(roomKey)) return 'not-in-room';
+    login.rooms.delete(roomKey);
+    this.leaveRoom(roomKey, login.userKey);
     return 'ok';
   }
 
   async sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
+    const login = this.logins.acting(sender);
     const roomEntry = this.state.rooms.get(nameKey(room));
-    const senderKey = nameKey(sender.user);
-    if (!roomEntry || roomEntry.members.get(senderKey) !== sender.connectionId) return 'not-available';
+    if (!roomEntry || roomEntry.members.get(login.userKey)?.loginId !== sender.loginId) return 'not-available';
     const line = replies.roomMessage(sender.user, roomEntry.name, text);
-    for (const [memberKey, connectionId] of roomEntry.members) {
-      if (memberKey !== senderKey) this.state.users.get(memberKey)?.deliver(connectionId, line);
+    for (const [memberKey, { loginId }] of roomEntry.members) {
+      if (memberKey !== login.userKey) this.state.users.get(memberKey)?.node.logins.deliver(loginId, line);
     }
     return { roomName: roomEntry.name };
   }
 
   async sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
+    this.logins.acting(sender);
     const recipient = this.state.users.get(nameKey(user));
     if (!recipient) return 'not-found';
-    recipient.deliver(recipient.connectionId, replies.userMessage(sender.user, text));
+    recipient.node.logins.deliver(recipient.loginId, replies.userMessage(sender.user, text));
     return 'ok';
   }
 
-  isHealthy(): boolean {
-    return true;
+  async roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
+    this.logins.acting(member);
+    const roomEntry = this.state.rooms.get(nameKey(room));
+    if (!roomEntry) return 'not-available';
+    return { roomName: roomEntry.name, members: [...roomEntry.members.values()].map(({ user }) => user) };
+  }
+
+  async listRooms(member: Member): Promise<RoomListing[]> {
+    this.logins.acting(member);
+    return [...this.state.rooms.values()].map((room) => ({ name: room.name, members: room.members.size }));
+  }
+
+  status(): BackplaneStatus {
+    return { up: true, state: 'embedded' };
   }
 
   async close(): Promise<void> {}
-
-  /** The user entry, if this connection (not a later login of the same name) holds it. */
-  private owned(member: Member): UserEntry | undefined {
-    const entry = this.state.users.get(nameKey(member.user));
-    return entry?.connectionId === member.connectionId ? entry : undefined;
-  }
 
   private leaveRoom(roomKey: string, memberKey: string): void {
     const roomEntry = this.state.rooms.get(roomKey);

@@ -1,5 +1,5 @@
 import { MemoryBackplane, MemoryState } from '../../src/backplane/memory.js';
-import { backplaneContract, recordingSink, type TestNode } from './backplane.contract.js';
+import { backplaneContract } from './backplane.contract.js';
 
 backplaneContract('memory', async () => {
   let state = new MemoryState();
@@ -7,9 +7,8 @@ backplaneContract('memory', async () => {
     async reset() {
       state = new MemoryState();
     },
-    async node(maxRoomsPerUser = 100): Promise<TestNode> {
-      const inbox = new Map<string, string[]>();
-      return { inbox, backplane: new MemoryBackplane(state, recordingSink(inbox), maxRoomsPerUser) };
+    async node(limits) {
+      return new MemoryBackplane(state, limits);
     },
     async close() {},
   };

@@ -42,15 +42,16 @@ describe('cluster: two instances × two workers on one Redis', () => {
     it('says in its first log line that it runs on Redis and how to scale out', () => {
       const first = instances[0]!.logs[0]!;
       assert.equal(first.mode, 'redis');
-      assert.match(first.msg, /start more instances with the same REDIS_URL/);
+      assert.match(first.msg, /start more instances with the same Redis/);
     });
 
-    it('reports every instance alive and ready, with Redis reachable', async () => {
+    it('reports every instance alive and ready, each of its workers serving with Redis reachable', async () => {
       for (const chat of instances) {
         assert.equal((await chat.probe('/healthz')).status, 200);
         const ready = await chat.probe('/readyz');
         assert.equal(ready.status, 200);
-        assert.equal(ready.body.sharedState, 'reachable');
+        const workers = ready.body.workers as { state: string; sharedState: string }[];
+        assert.deepEqual(workers.map((worker) => [worker.state, worker.sharedState]), [['serving', 'ok'], ['serving', 'ok']]);
       }
     });
 

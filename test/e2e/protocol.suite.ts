@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LineClient, loggedIn, loggedInOnceFree } from '../helpers/client.js';
 
@@ -15,7 +16,7 @@ let unique = 0;
 const fresh = (base: string) => `${base}${++unique}`;
 
 export function protocolSuite(name: string, start: () => Promise<Deployment>): void {
-  describe(`protocol v1: ${name}`, () => {
+  describe(`protocol 1.1: ${name}`, () => {
     let deployment: Deployment;
     const clients: LineClient[] = [];
     /** The port of instance `index`, modulo the instance count. */
@@ -67,7 +68,8 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
 
     it('answers INVALID COMMAND to unknown keywords and wrong argument counts', async () => {
       const client = await login(fresh('cmd'));
-      for (const line of ['LOGINX a', 'HELP', 'JOIN', 'JOIN #a #b', 'PART', 'MSG', 'MSG bob', 'MSG #room   ', 'LOGOUT now']) {
+      for (const line of ['LOGINX a', 'LIST', 'JOIN', 'JOIN #a #b', 'PART', 'MSG', 'MSG bob', 'MSG #room   ', 'LOGOUT now',
+        'QUIT now', 'HELP me', 'ROOMS all', 'WHO', 'WHO #a #b']) {
         await client.command(line, 'ERROR INVALID COMMAND');
       }
     });
@@ -140,6 +142,9 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
       await client.expect('ERROR INVALID ENCODING');
       client.sendRaw('LOGIN \x1b[31mred\nLOGIN a\rb\n');
       await client.expect('ERROR INVALID CHARACTERS', 'ERROR INVALID CHARACTERS');
+      // 1.1: the C1 controls (here the one-byte CSI) and the Unicode line separators too.
+      client.sendRaw('MSG nobody \u009b31mred\nMSG nobody a\u2028b\nMSG nobody a\u2029b\n');
+      await client.expect('ERROR INVALID CHARACTERS', 'ERROR INVALID CHARACTERS', 'ERROR INVALID CHARACTERS');
       await client.expectSilence(100);
     });
 
@@ -151,6 +156,86 @@ export function protocolSuite(name: string, start: () => Promise<Deployment>): v
         `MSG ${room} three`, 'LOGOUT', `MSG ${name} four`);
       await client.expect('OK', 'OK', 'OK', `GOTROOMMSG ${name} ${room} one`, 'ERROR INVALID COMMAND',
         'OK', `GOTUSERMSG ${name} two`, 'OK', `ERROR ROOM ${room} NOT AVAILABLE`, 'OK', 'ERROR USER NOT LOGGED IN');
+    });
+
+    it('PING answers PONG with the token as sent, before and after LOGIN', async () => {
+      const client = await connect();
+      await client.command('PING', 'PONG');
+      await client.command('ping  a  b ', 'PONG a  b ');
+      await client.command(`LOGIN ${fresh('pinger')}`, 'OK');
+      await client.command('PING 42', 'PONG 42');
+    });
+
+    it('HELP lists every command, each line starting HELP, then OK, before LOGIN', async () => {
+      const client = await connect();
+      client.send('HELP');
+      const lines: string[] = [];
+      for (let line = await client.nextLine(); line !== 'OK'; line = await client.nextLine()) lines.push(line);
+      assert.ok(lines.length > 0 && lines.every((line) => line.startsWith('HELP ')), lines.join('\n'));
+      for (const keyword of ['LOGIN', 'LOGOUT', 'JOIN', 'PART', 'MSG', 'WHO', 'ROOMS', 'PING', 'HELP', 'QUIT']) {
+        assert.ok(lines.some((line) => line.startsWith(`HELP ${keyword}`)), `HELP has no line for ${keyword}`);
+      }
+    });
+
+    it('QUIT answers OK, closes the connection and frees the name', async () => {
+      const stranger = await connect(0);
+      await stranger.command('QUIT', 'OK');
+      await stranger.closed;
+      const name = fresh('Quitter');
+      const quitter = await login(name, 0);
+      quitter.send('QUIT', `MSG ${name} never sent`);
+      await quitter.expect('OK');
+      await quitter.closed;
+      clients.push(await loggedInOnceFree(portOf(1), name));
+    });
+
+    it('WHO lists every member once, sorted case-insensitively, in lines of at most 1024 bytes', async () => {
+      const room = fresh('#Who');
+      const first = await connect(0);
+      await first.command('WHO #x', 'ERROR USER NOT LOGGED IN');
+      // 32 characters each (the longest name): forty of them cannot fit one line.
+      const tag = String(++unique).padStart(5, '0');
+      const names = Array.from({ length: 40 }, (_, i) => `${i % 2 ? 'b' : 'A'}${String(i).padStart(2, '0')}${'x'.repeat(24)}${tag}`);
+      const members = [];
+      for (const [i, name] of names.entries()) {
+        const member = await login(name, i);
+        await member.command(`JOIN ${i === 0 ? room : room.toLowerCase()}`, 'OK');
+        members.push(member);
+      }
+      const asker = await login(fresh('asker'), 1);
+      await asker.command('WHO #bad!', 'ERROR INVALID ROOM');
+      const nowhere = fresh('#Nowhere');
+      await asker.command(`WHO ${nowhere}`, `ERROR ROOM ${nowhere} NOT AVAILABLE`);
+      asker.send(`WHO ${room.toUpperCase()}`);
+      const lines: string[] = [];
+      for (let line = await asker.nextLine(); line !== 'OK'; line = await asker.nextLine()) lines.push(line);
+      assert.ok(lines.length >= 2, 'forty long names need more than one line');
+      for (const line of lines) {
+        assert.ok(line.startsWith(`MEMBERS ${room} `), line);
+        assert.ok(Buffer.byteLength(line) <= 1024, `${Buffer.byteLength(line)} bytes`);
+      }
+      const listed = lines.flatMap((line) => line.split(' ').slice(2));
+      assert.deepEqual(listed, [...names].sort((x, y) => x.toLowerCase().localeCompare(y.toLowerCase())));
+    });
+
+    it('ROOMS lists every room with its member count, sorted case-insensitively', async () => {
+      const [big, small] = [fresh('#zBig'), fresh('#aSmall')];
+      const one = await login(fresh('roomer'), 0);
+      const two = await login(fresh('roomer'), 1);
+      await one.command('ROOMS x', 'ERROR INVALID COMMAND');
+      await one.command(`JOIN ${big}`, 'OK');
+      await two.command(`JOIN ${big.toLowerCase()}`, 'OK');
+      await two.command(`JOIN ${small}`, 'OK');
+      two.send('ROOMS');
+      const lines: string[] = [];
+      for (let line = await two.nextLine(); line !== 'OK'; line = await two.nextLine()) lines.push(line);
+      assert.ok(lines.every((line) => /^ROOM #\S+ \d+$/.test(line)), lines.join('\n'));
+      assert.ok(lines.includes(`ROOM ${big} 2`), lines.join('\n'));
+      assert.ok(lines.includes(`ROOM ${small} 1`), lines.join('\n'));
+      const rooms = lines.map((line) => line.split(' ')[1]!.toLowerCase());
+      assert.deepEqual(rooms, [...rooms].sort());
+      const stranger = await connect(1);
+      await stranger.command('ROOMS', 'ERROR USER NOT LOGGED IN');
     });
 
     it('runs what a client sent before hanging up, then logs it out', async () => {

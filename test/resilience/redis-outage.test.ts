@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn } from '../helpers/client.js';
 import { chatStateKeys, type ProcessRedis, startRedisProcess } from '../helpers/redis.js';
@@ -10,6 +11,7 @@ import { waitFor } from '../helpers/wait.js';
 // connections again. A redis-server process, so it can be killed and restarted on its port.
 
 const PREFIX = 'outage:';
+const keys = new RedisKeys(PREFIX);
 
 describe('Redis going away and coming back empty', () => {
   let redis: ProcessRedis;
@@ -63,14 +65,14 @@ describe('Redis going away and coming back empty', () => {
       await waitFor('/readyz to say ready again', async () => (await chat.probe('/readyz')).status === 200, 15_000);
     }
     const expected = [
-      ...['ann', 'ben', 'cid', 'dee'].flatMap((user) => [`${PREFIX}{${user}}:user`, `${PREFIX}{${user}}:rooms`]),
-      `${PREFIX}{#ops}:members`, `${PREFIX}{#ops}:name`,
+      ...['ann', 'ben', 'cid', 'dee'].flatMap((user) => [keys.user(user), keys.userRooms(user)]),
+      keys.roomMembers('#ops'), ...keys.roomIndex('#ops'),
     ];
     await waitFor('Redis to hold exactly the live sessions', async () => {
       const keys = (await chatStateKeys(redis.client, PREFIX)).filter((key) => !key.includes('{worker:'));
       return JSON.stringify(keys) === JSON.stringify(expected.sort());
     }, 15_000);
-    assert.deepEqual((await redis.client.hkeys(`${PREFIX}{#ops}:members`)).sort(), ['ann', 'ben', 'cid', 'dee']);
+    assert.deepEqual((await redis.client.hkeys(keys.roomMembers('#ops'))).sort(), ['ann', 'ben', 'cid', 'dee']);
 
     const [ann, ben] = [clients.get('ann')!, clients.get('ben')!];
     await ann.command('MSG #ops back', 'OK', 'GOTROOMMSG ann #Ops back');

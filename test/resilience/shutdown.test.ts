@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn } from '../helpers/client.js';
+import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { chatStateKeys, startRedis, type TestRedis } from '../helpers/redis.js';
 
 // SIGTERM to an instance: every client is told, logged out in Redis, and the process exits 0;
 // the other instance's clients never notice. A restart then serves the same names again.
 
 const PREFIX = 'drain:';
+const keys = new RedisKeys(PREFIX);
 
 describe('SIGTERM to an instance with 100 clients', () => {
   let redis: TestRedis;
@@ -41,12 +43,12 @@ describe('SIGTERM to an instance with 100 clients', () => {
       await client.closed;
     }));
     const left = (await chatStateKeys(redis.client, PREFIX)).filter((key) => !key.includes('{worker:'));
+    const [roomNames, roomSizes] = keys.roomIndex('#room0');
     assert.deepEqual(left, [
-      `${PREFIX}{#room0}:members`, `${PREFIX}{#room0}:name`,
-      `${PREFIX}{friend}:user`, `${PREFIX}{stayer}:rooms`, `${PREFIX}{stayer}:user`,
-    ]);
-    assert.deepEqual(await redis.client.hkeys(`${PREFIX}{#room0}:members`), ['stayer']);
-    assert.ok(!(await redis.client.sismember(`${PREFIX}workers`, String(leaving.logs.find((l) => l.msg === 'listening')!.worker))));
+      keys.user('friend'), keys.userRooms('stayer'), keys.user('stayer'), keys.roomMembers('#room0'), roomNames, roomSizes,
+    ].sort());
+    assert.deepEqual(await redis.client.hkeys(keys.roomMembers('#room0')), ['stayer']);
+    assert.equal(await redis.client.scard(keys.workers()), 2, 'only the two workers of the other instance are registered');
 
     await stayer.command('MSG friend unaffected', 'OK');
     await friend.expect('GOTUSERMSG stayer unaffected');

@@ -42,7 +42,7 @@ describe('a subscriber that silently stops delivering', () => {
 
     await waitFor('/readyz to report the silent subscriber', async () => (await chat.probe('/readyz')).status === 503, 5000);
     await waitFor('the worker to notice and reconnect', () =>
-      chat.logs.some((line) => line.msg === 'subscriber stopped delivering probes; reconnecting it'), 5000);
+      chat.logs.some((line) => line.msg === 'delivery connection stopped delivering; reconnecting it'), 5000);
     await waitFor('/readyz to recover', async () => (await chat.probe('/readyz')).status === 200, 10_000);
 
     await alice.command('MSG bob after', 'OK');

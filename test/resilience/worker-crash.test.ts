@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn, loggedInOnceFree } from '../helpers/client.js';
 import { chatStateKeys, startRedis, type TestRedis } from '../helpers/redis.js';
@@ -60,7 +61,7 @@ describe('a worker killed with SIGKILL', () => {
 
     // The new holders of those names are in no room, and room messages count only the living.
     for (const taker of takers) await taker.command('MSG #hall hi', 'ERROR ROOM #hall NOT AVAILABLE');
-    const hallMembers = await redis.client.hkeys('crash:{#hall}:members');
+    const hallMembers = await redis.client.hkeys(new RedisKeys('crash:').roomMembers('#hall'));
     assert.deepEqual(hallMembers.sort(), ['watcher', ...spared].sort());
     await watcher.command('MSG #hall still here?', 'OK', 'GOTROOMMSG watcher #hall still here?');
     for (const name of spared) {
@@ -121,7 +122,7 @@ describe('a whole instance killed with SIGKILL (primary and workers)', () => {
     for (const name of names) clients.push(await loggedInOnceFree(survivor.port, name, NODE_TTL_MS * 2));
     const releasedAfterMs = performance.now() - killedAt;
     assert.ok(releasedAfterMs <= NODE_TTL_MS, `names came free after ${Math.round(releasedAfterMs)} ms`);
-    assert.deepEqual(await redis.client.hkeys('gone:{#lobby}:members'), ['watcher']);
+    assert.deepEqual(await redis.client.hkeys(new RedisKeys('gone:').roomMembers('#lobby')), ['watcher']);
     const reaped = survivor.logs.filter((line) => line.msg === 'released the sessions of a dead worker');
     assert.equal(reaped.length, 2, 'each dead worker cleaned up once');
     assert.equal(reaped.reduce((sum, line) => sum + Number(line.released), 0), names.length);

@@ -1,73 +1,115 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { BackplaneUnavailableError } from '../../src/backplane/errors.js';
 import { DirectMessageBatcher } from '../../src/backplane/redis/direct-batch.js';
 import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import type { ChatScripts } from '../../src/backplane/redis/scripts.js';
+import type { Member } from '../../src/backplane/types.js';
 
 // The DM batch without Redis: what reaches the script, and what each sender learns. The real
 // script runs in the backplane contract suite.
 
 interface Call {
   userHashes: string[];
+  deadline: number;
   channels: string[];
-  lines: string[];
+  /** Per message: sender position, sender login, recipient position, line. */
+  messages: [number, string, number, string][];
 }
 
-/** Records each sendToUsers call and answers "logged in" for the users in `online`. */
-function recordingScripts(online: Set<string>, calls: Call[], failWith?: Error): ChatScripts {
-  const keys = new RedisKeys('t:');
-  const scripts: Pick<ChatScripts, 'sendToUsers'> = {
-    async sendToUsers(n, ...keysThenArgs) {
-      if (failWith) throw failWith;
-      const call = { userHashes: keysThenArgs.slice(0, n), channels: keysThenArgs.slice(n, 2 * n), lines: keysThenArgs.slice(2 * n) };
-      calls.push(call);
-      return call.userHashes.map((hash) => ([...online].some((user) => keys.user(user) === hash) ? 1 : 0));
+const keys = new RedisKeys('t:');
+
+/**
+ * Records each sendDirect call and answers as the script would: users in `logins` are logged in
+ * under those login ids; `answer` overrides the reply (an expired batch, a failure).
+ */
+function recordingScripts(logins: Record<string, string>, calls: Call[], answer?: () => Promise<number[]>): ChatScripts {
+  const scripts: Pick<ChatScripts, 'sendDirect'> = {
+    async sendDirect(n, ...rest) {
+      const userHashes = rest.slice(0, n) as string[];
+      const [deadline, , count] = rest.slice(n, n + 3) as [number, string, number];
+      const channels = rest.slice(n + 3, 2 * n + 3) as string[];
+      const flat = rest.slice(2 * n + 3);
+      const messages = Array.from({ length: count }, (_, j) => flat.slice(4 * j, 4 * j + 4) as Call['messages'][number]);
+      calls.push({ userHashes, deadline, channels, messages });
+      if (answer) return answer();
+      const loginAt = (position: number) => Object.entries(logins).find(([user]) => keys.user(user) === userHashes[position - 1])?.[1];
+      return messages.map(([sender, senderLogin, recipient]) => {
+        if (sender > 0 && loginAt(sender) !== senderLogin) return -2;
+        return loginAt(recipient) ? 1 : 0;
+      });
     },
   };
   return scripts as ChatScripts;
 }
 
-describe('DM batch', () => {
-  const keys = new RedisKeys('t:');
+const alice: Member = { loginId: 'w.1', user: 'alice' };
+const options = (checkSenders: boolean) => ({ checkSenders, publish: 'PUBLISH' as const, deadline: () => 1234 });
 
-  it('sends the DMs of one event-loop turn as one call, each recipient\'s lines joined in order', async () => {
+describe('DM batch', () => {
+  it('sends the DMs of one event-loop turn as one call, and tells each sender its outcome', async () => {
     const calls: Call[] = [];
-    const batcher = new DirectMessageBatcher(recordingScripts(new Set(['bob', 'carol']), calls), keys);
+    const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2', carol: 'w.3' }, calls), keys, options(true));
+    const stale: Member = { loginId: 'w.0', user: 'alice' };
     const results = await Promise.all([
-      batcher.send('bob', 'one\r\n'),
-      batcher.send('carol', 'two\r\n'),
-      batcher.send('nobody', 'lost\r\n'),
-      batcher.send('bob', 'three\r\n'),
+      batcher.send(alice, 'alice', 'bob', 'one\r\n'),
+      batcher.send(alice, 'alice', 'carol', 'two\r\n'),
+      batcher.send(alice, 'alice', 'nobody', 'lost\r\n'),
+      batcher.send(stale, 'alice', 'bob', 'impostor\r\n'),
+      batcher.send(alice, 'alice', 'bob', 'three\r\n'),
     ]);
-    assert.deepEqual(results, [true, true, false, true]);
-    assert.deepEqual(calls, [{
-      userHashes: [keys.user('bob'), keys.user('carol'), keys.user('nobody')],
-      channels: [keys.userChannel('bob'), keys.userChannel('carol'), keys.userChannel('nobody')],
-      lines: ['one\r\nthree\r\n', 'two\r\n', 'lost\r\n'],
-    }]);
+    assert.deepEqual(results, [1, 1, 0, -2, 1]);
+    assert.equal(calls.length, 1);
+    const [call] = calls;
+    assert.deepEqual(call!.userHashes, ['alice', 'bob', 'carol', 'nobody'].map((user) => keys.user(user)));
+    assert.deepEqual(call!.channels, ['alice', 'bob', 'carol', 'nobody'].map((user) => keys.userInbox(user)));
+    assert.equal(call!.deadline, 1234);
+    assert.deepEqual(call!.messages, [
+      [1, 'w.1', 2, 'one\r\n'], [1, 'w.1', 3, 'two\r\n'], [1, 'w.1', 4, 'lost\r\n'], [1, 'w.0', 2, 'impostor\r\n'], [1, 'w.1', 2, 'three\r\n'],
+    ]);
+  });
+
+  it('on Redis Cluster, sends one call per recipient and leaves the sender to the lease', async () => {
+    const calls: Call[] = [];
+    const batcher = new DirectMessageBatcher(recordingScripts({ bob: 'w.2', carol: 'w.3' }, calls), keys, options(false));
+    await Promise.all([
+      batcher.send(alice, 'alice', 'bob', 'one\r\n'),
+      batcher.send(alice, 'alice', 'carol', 'two\r\n'),
+      batcher.send(alice, 'alice', 'bob', 'three\r\n'),
+    ]);
+    assert.deepEqual(calls.map((call) => [call.userHashes, call.messages]), [
+      [[keys.user('bob')], [[0, 'w.1', 1, 'one\r\n'], [0, 'w.1', 1, 'three\r\n']]],
+      [[keys.user('carol')], [[0, 'w.1', 1, 'two\r\n']]],
+    ]);
   });
 
   it('sends what is queued at once on flush(), so a later call cannot overtake it', async () => {
     const calls: Call[] = [];
-    const batcher = new DirectMessageBatcher(recordingScripts(new Set(['bob']), calls), keys);
-    const first = batcher.send('bob', 'before\r\n');
+    const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2' }, calls), keys, options(true));
+    const first = batcher.send(alice, 'alice', 'bob', 'before\r\n');
     batcher.flush();
     assert.equal(calls.length, 1, 'sent synchronously by flush()');
-    const second = batcher.send('bob', 'after\r\n');
+    const second = batcher.send(alice, 'alice', 'bob', 'after\r\n');
     await Promise.all([first, second]);
-    assert.deepEqual(calls.map((call) => call.lines), [['before\r\n'], ['after\r\n']]);
+    assert.deepEqual(calls.map((call) => call.messages.map((message) => message[3])), [['before\r\n'], ['after\r\n']]);
   });
 
   it('starts a new call every 1000 messages', async () => {
     const calls: Call[] = [];
-    const batcher = new DirectMessageBatcher(recordingScripts(new Set(['bob']), calls), keys);
-    await Promise.all(Array.from({ length: 2500 }, (_, i) => batcher.send('bob', `${i}\r\n`)));
-    assert.deepEqual(calls.map((call) => call.lines[0]!.split('\r\n').length - 1), [1000, 1000, 500]);
+    const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2' }, calls), keys, options(true));
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`)));
+    assert.deepEqual(calls.map((call) => call.messages.length), [1000, 1000, 500]);
   });
 
-  it('fails every DM of a batch that could not be sent', async () => {
-    const batcher = new DirectMessageBatcher(recordingScripts(new Set(), [], new Error('redis down')), keys);
-    const results = await Promise.allSettled([batcher.send('bob', 'a\r\n'), batcher.send('carol', 'b\r\n')]);
-    assert.deepEqual(results.map((result) => result.status), ['rejected', 'rejected']);
+  it('fails every DM of a batch Redis ran past its deadline, or that could not be sent', async () => {
+    const unavailable = (error: unknown) => error instanceof BackplaneUnavailableError;
+    const expired = new DirectMessageBatcher(recordingScripts({}, [], async () => [-1]), keys, options(true));
+    for (const result of await Promise.allSettled([expired.send(alice, 'alice', 'bob', 'a\r\n'), expired.send(alice, 'alice', 'carol', 'b\r\n')])) {
+      assert.equal(result.status, 'rejected');
+      assert.ok(unavailable((result as PromiseRejectedResult).reason));
+    }
+    const down = new DirectMessageBatcher(recordingScripts({}, [], async () => { throw new Error('Connection is closed.'); }), keys, options(true));
+    const results = await Promise.allSettled([down.send(alice, 'alice', 'bob', 'a\r\n')]);
+    assert.ok(results[0]!.status === 'rejected' && unavailable(results[0]!.reason));
   });
 });

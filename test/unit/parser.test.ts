@@ -1,40 +1,55 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseCommand } from '../../src/protocol/parser.js';
+import { GRAMMAR } from '../../src/commands.js';
+import { parseLine } from '../../src/protocol/parser.js';
 
-const error = (e: string) => ({ kind: 'error', error: e });
+const parse = (line: string) => parseLine(line, GRAMMAR);
+const error = (e: string) => ({ error: e });
+const message = (target: { kind: 'room'; room: string } | { kind: 'user'; user: string }, text: string) =>
+  ({ shape: 'message', target, text });
 
 describe('command parser', () => {
-  it('parses every command, keyword in any case, words split by spaces and tabs', () => {
-    assert.deepEqual(parseCommand('LOGIN Alice'), { kind: 'login', user: 'Alice' });
-    assert.deepEqual(parseCommand('login\t \tAlice  '), { kind: 'login', user: 'Alice' });
-    assert.deepEqual(parseCommand('LoGoUt'), { kind: 'logout' });
-    assert.deepEqual(parseCommand('join #Lobby'), { kind: 'join', room: '#Lobby' });
-    assert.deepEqual(parseCommand('PART #lobby'), { kind: 'part', room: '#lobby' });
-    assert.deepEqual(parseCommand('  MSG #lobby hi'), { kind: 'roomMessage', room: '#lobby', text: 'hi' });
-    assert.deepEqual(parseCommand('msg bob hi'), { kind: 'userMessage', user: 'bob', text: 'hi' });
+  it('parses every version 1 command, keyword in any case, words split by spaces and tabs', () => {
+    assert.deepEqual(parse('LOGIN Alice'), { keyword: 'LOGIN', args: { shape: 'user', user: 'Alice' } });
+    assert.deepEqual(parse('login\t \tAlice  '), { keyword: 'LOGIN', args: { shape: 'user', user: 'Alice' } });
+    assert.deepEqual(parse('LoGoUt'), { keyword: 'LOGOUT', args: { shape: 'none' } });
+    assert.deepEqual(parse('join #Lobby'), { keyword: 'JOIN', args: { shape: 'room', room: '#Lobby' } });
+    assert.deepEqual(parse('PART #lobby'), { keyword: 'PART', args: { shape: 'room', room: '#lobby' } });
+    assert.deepEqual(parse('  MSG #lobby hi'), { keyword: 'MSG', args: message({ kind: 'room', room: '#lobby' }, 'hi') });
+    assert.deepEqual(parse('msg bob hi'), { keyword: 'MSG', args: message({ kind: 'user', user: 'bob' }, 'hi') });
+  });
+
+  it('parses the version 1.1 commands', () => {
+    assert.deepEqual(parse('PING'), { keyword: 'PING', args: { shape: 'token', token: undefined } });
+    assert.deepEqual(parse('ping   '), { keyword: 'PING', args: { shape: 'token', token: undefined } });
+    assert.deepEqual(parse('PING abc  def '), { keyword: 'PING', args: { shape: 'token', token: 'abc  def ' } });
+    assert.deepEqual(parse('quit'), { keyword: 'QUIT', args: { shape: 'none' } });
+    assert.deepEqual(parse('Help'), { keyword: 'HELP', args: { shape: 'none' } });
+    assert.deepEqual(parse('ROOMS'), { keyword: 'ROOMS', args: { shape: 'none' } });
+    assert.deepEqual(parse('who #Tea'), { keyword: 'WHO', args: { shape: 'room', room: '#Tea' } });
   });
 
   it('keeps message text byte for byte after the whitespace that follows the target', () => {
-    assert.deepEqual(parseCommand('MSG bob \t  Hello   World\t '), { kind: 'userMessage', user: 'bob', text: 'Hello   World\t ' });
-    assert.deepEqual(parseCommand('MSG #r MSG #r x'), { kind: 'roomMessage', room: '#r', text: 'MSG #r x' });
-    assert.deepEqual(parseCommand('MSG bob a\u2028b'), { kind: 'userMessage', user: 'bob', text: 'a\u2028b' });
+    assert.deepEqual(parse('MSG bob \t  Hello   World\t '), { keyword: 'MSG', args: message({ kind: 'user', user: 'bob' }, 'Hello   World\t ') });
+    assert.deepEqual(parse('MSG #r MSG #r x'), { keyword: 'MSG', args: message({ kind: 'room', room: '#r' }, 'MSG #r x') });
   });
 
   it('answers INVALID COMMAND for unknown keywords and wrong argument counts', () => {
     for (const line of ['LOGINX a', 'LOG IN a', 'LOGIN', 'LOGIN a b', 'LOGOUT now', 'JOIN', 'JOIN #a #b',
-      'PART', 'MSG', 'MSG bob', 'MSG bob   ', 'MSG #room', 'HELLO', 'logın a', '/join #a']) {
-      assert.deepEqual(parseCommand(line), error('INVALID COMMAND'), line);
+      'PART', 'MSG', 'MSG bob', 'MSG bob   ', 'MSG #room', 'HELLO', 'logın a', '/join #a',
+      'QUIT x', 'HELP x', 'ROOMS x', 'WHO', 'WHO #a #b', 'LIST', 'PINGX', 'PONG']) {
+      assert.deepEqual(parse(line), error('INVALID COMMAND'), line);
     }
   });
 
   it('checks argument count before names, and names before anything stateful', () => {
-    assert.deepEqual(parseCommand('LOGIN bad!name'), error('INVALID USERNAME'));
-    assert.deepEqual(parseCommand('LOGIN bad! extra'), error('INVALID COMMAND'));
-    assert.deepEqual(parseCommand('JOIN lobby'), error('INVALID ROOM'));
-    assert.deepEqual(parseCommand('PART #'), error('INVALID ROOM'));
-    assert.deepEqual(parseCommand('MSG #bad! hi'), error('INVALID ROOM'));
-    assert.deepEqual(parseCommand('MSG b@d hi'), error('INVALID USERNAME'));
-    assert.deepEqual(parseCommand('MSG b@d'), error('INVALID COMMAND'));
+    assert.deepEqual(parse('LOGIN bad!name'), error('INVALID USERNAME'));
+    assert.deepEqual(parse('LOGIN bad! extra'), error('INVALID COMMAND'));
+    assert.deepEqual(parse('JOIN lobby'), error('INVALID ROOM'));
+    assert.deepEqual(parse('PART #'), error('INVALID ROOM'));
+    assert.deepEqual(parse('WHO lobby'), error('INVALID ROOM'));
+    assert.deepEqual(parse('MSG #bad! hi'), error('INVALID ROOM'));
+    assert.deepEqual(parse('MSG b@d hi'), error('INVALID USERNAME'));
+    assert.deepEqual(parse('MSG b@d'), error('INVALID COMMAND'));
   });
 });

@@ -1,59 +1,90 @@
+import { metrics } from '../../metrics.js';
+import { BackplaneUnavailableError } from '../errors.js';
+import type { Member } from '../types.js';
 import type { RedisKeys } from './keys.js';
-import type { ChatScripts } from './scripts.js';
+import { awaitReply } from './reply-wait.js';
+import { type ChatScripts, type Deadline, EXPIRED } from './scripts.js';
 
 // DMs accepted in one event-loop turn go to Redis as one script call, not one call each: a
 // call costs ioredis and Redis far more than a message does, so batching is what lets a worker
 // keep up with clients that send fast. A recipient's lines are joined in the order they were
 // sent and batches leave in order on one connection, so per-sender order holds.
+//
+// On one Redis primary a turn's DMs are one batch, and the script also checks that each sender
+// still holds its name. On Redis Cluster a script may touch one slot only: a batch per
+// recipient, and the sender's hold on its name is guarded by the worker's lease alone.
 
 /** A batch is sent at once when it holds this many messages, so no call grows without bound. */
 const MAX_BATCH_MESSAGES = 1000;
 
+/** Per message: delivered, recipient not logged in, or sender no longer holds its name. */
+export type DirectOutcome = 1 | 0 | -2;
+
 interface Batch {
-  /** Recipient name key → its position in the call. */
+  /** User name key → its position among the script's keys (1-based, as the script counts). */
   readonly positions: Map<string, number>;
   readonly userKeys: string[];
-  readonly lines: string[];
+  /** Four arguments per message: sender position (0: unchecked), sender login id, recipient position, line. */
+  readonly messageArgs: (string | number)[];
   messages: number;
-  /** Per recipient: 1 if it was logged in and got its lines, else 0. */
-  readonly published: Promise<(0 | 1)[]>;
+  readonly outcomes: Promise<DirectOutcome[]>;
   send(): void;
 }
 
+export interface DirectBatchOptions {
+  /** Check each sender's name in the script (one Redis primary only: the keys span slots). */
+  checkSenders: boolean;
+  publish: 'PUBLISH' | 'SPUBLISH';
+  /** The deadline for a batch sent now. */
+  deadline: () => Deadline;
+}
+
 export class DirectMessageBatcher {
-  private open: Batch | undefined;
+  /** Open batches by group: one group on one primary, one per recipient on Redis Cluster. */
+  private readonly open = new Map<string, Batch>();
 
   constructor(
     private readonly scripts: ChatScripts,
     private readonly keys: RedisKeys,
+    private readonly options: DirectBatchOptions,
   ) {}
 
-  /** Queues a complete line for the user with this name key; resolves with whether it was delivered. */
-  send(userKey: string, line: string): Promise<boolean> {
-    const batch = this.open ?? this.start();
-    let position = batch.positions.get(userKey);
-    if (position === undefined) {
-      position = batch.userKeys.push(userKey) - 1;
-      batch.positions.set(userKey, position);
-      batch.lines.push(line);
-    } else {
-      batch.lines[position] += line;
-    }
-    if (++batch.messages >= MAX_BATCH_MESSAGES) this.flush();
-    return batch.published.then((published) => published[position] === 1);
+  /** Queues a complete line for the user with this name key; resolves with what became of it. */
+  async send(sender: Member, senderKey: string, recipientKey: string, line: string): Promise<DirectOutcome> {
+    const group = this.options.checkSenders ? '' : recipientKey;
+    const batch = this.open.get(group) ?? this.start(group);
+    const senderPosition = this.options.checkSenders ? this.position(batch, senderKey) : 0;
+    const recipientPosition = this.position(batch, recipientKey);
+    const index = batch.messages++;
+    batch.messageArgs.push(senderPosition, sender.loginId, recipientPosition, line);
+    if (batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);
+    return (await batch.outcomes)[index]!;
   }
 
   /** Sends what is queued now, so that whatever is sent next cannot overtake it. */
   flush(): void {
-    const batch = this.open;
+    for (const group of [...this.open.keys()]) this.flushGroup(group);
+  }
+
+  private flushGroup(group: string): void {
+    const batch = this.open.get(group);
     if (!batch) return;
-    this.open = undefined;
+    this.open.delete(group);
     batch.send();
   }
 
-  private start(): Batch {
+  private position(batch: Batch, userKey: string): number {
+    let position = batch.positions.get(userKey);
+    if (position === undefined) {
+      position = batch.userKeys.push(userKey);
+      batch.positions.set(userKey, position);
+    }
+    return position;
+  }
+
+  private start(group: string): Batch {
     let send!: () => void;
-    const published = new Promise<(0 | 1)[]>((resolve, reject) => {
+    const outcomes = new Promise<DirectOutcome[]>((resolve, reject) => {
       // Any failure, even a synchronous one, reaches the senders as a rejection, never the
       // caller of flush() (a room message, or the event loop).
       send = () => {
@@ -64,21 +95,29 @@ export class DirectMessageBatcher {
         }
       };
     });
-    const batch: Batch = { positions: new Map(), userKeys: [], lines: [], messages: 0, published, send };
-    this.open = batch;
+    const batch: Batch = { positions: new Map(), userKeys: [], messageArgs: [], messages: 0, outcomes, send };
+    this.open.set(group, batch);
     setImmediate(() => {
-      if (this.open === batch) this.flush();
+      if (this.open.get(group) === batch) this.flushGroup(group);
     });
     return batch;
   }
 
-  private publish(batch: Batch): Promise<(0 | 1)[]> {
+  private async publish(batch: Batch): Promise<DirectOutcome[]> {
     const { userKeys } = batch;
-    return this.scripts.sendToUsers(
+    const call = this.scripts.sendDirect(
       userKeys.length,
       ...userKeys.map((userKey) => this.keys.user(userKey)),
-      ...userKeys.map((userKey) => this.keys.userChannel(userKey)),
-      ...batch.lines,
+      this.options.deadline(), this.options.publish, batch.messages,
+      ...userKeys.map((userKey) => this.keys.userInbox(userKey)),
+      ...batch.messageArgs,
     );
+    const outcomes = await awaitReply(call, (late) => {
+      // Answered SERVICE UNAVAILABLE, delivered anyway: cannot be taken back; counted.
+      const delivered = late.filter((outcome) => outcome === 1).length;
+      if (delivered > 0) metrics.lateEffects.inc({ kind: 'dm' }, delivered);
+    });
+    if (outcomes[0] === EXPIRED && outcomes.length === 1) throw new BackplaneUnavailableError('timeout');
+    return outcomes as DirectOutcome[];
   }
 }

@@ -1,428 +1,544 @@
-import type { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import type { RedisSettings } from '../../config.js';
 import type { Logger } from '../../log.js';
+import { metrics } from '../../metrics.js';
 import { nameKey } from '../../protocol/names.js';
 import { replies } from '../../protocol/replies.js';
+import { BackplaneUnavailableError, isUnavailable } from '../errors.js';
+import { type LocalLogin, LocalLogins } from '../local-logins.js';
 import type {
-  Backplane, DeliverySink, JoinResult, LiveSession, LoginResult, Member, PartResult, RoomMessageResult,
-  UserMessageResult,
+  Backplane, BackplaneStatus, ClientHandle, JoinResult, LoginResult, Member, PartResult, RoomListing, RoomMembersResult,
+  RoomMessageResult, UserMessageResult,
 } from '../types.js';
-import { BackplaneUnavailableError } from '../types.js';
-import { connectRedis } from './connection.js';
+import {
+  asBackplaneError, connectPatiently, createRedisClient, type RedisClient, requireNoEviction, watchConnection,
+} from './client.js';
 import { DirectMessageBatcher } from './direct-batch.js';
-import { RedisKeys } from './keys.js';
-import { type ChatScripts, loadScripts } from './scripts.js';
+import { channelKind, RedisKeys, ROOM_SHARDS } from './keys.js';
+import { Lease, leaseTiming } from './lease.js';
+import { OutageLog } from './outage.js';
+import { Reaper } from './reaper.js';
+import { Reconciler } from './reconcile.js';
+import { COMMAND_BUDGET_MS, REPLY_WAIT_MS, awaitReply } from './reply-wait.js';
+import { RoomFeeds } from './room-feeds.js';
+import { type ChatScripts, EXPIRED, loadScripts } from './scripts.js';
+import { SharedState } from './shared-state.js';
+import { Subscriptions } from './subscriptions.js';
 
-// The clustered backplane. State lives in Redis (see keys.ts); every check-then-act is one
-// Lua script in one slot. Deliveries travel over one pub/sub channel per user: this worker
-// subscribes to the channels of the users it holds, on one subscriber connection, and each
-// message names the connection it is for, so nothing reaches a later session of the same name.
-//
-// Liveness: the worker heartbeats a key with a TTL and records every session it holds. Any
-// worker that finds another's heartbeat gone claims its cleanup (exactly one does) and logs
-// its sessions out. When Redis comes back (possibly empty), or this worker finds its own
-// heartbeat gone, it reconciles: the shared state is made to match its live sessions again.
+// The clustered backplane. State lives in Redis (keys.ts); every check-then-act is one Lua
+// script in one slot (scripts/), multi-slot sequences are in shared-state.ts. Deliveries travel
+// over pub/sub: one inbox channel per user, subscribed by the worker holding it, and one feed
+// per room (room-feeds.ts). What each module keeps:
+//   lease.ts          the heartbeat, and whether this worker may act now (fencing)
+//   subscriptions.ts  the delivery connection's channels, made again when it is lost
+//   reconcile.ts      making Redis match this worker's live logins after any fault
+//   reaper.ts         releasing the sessions of workers that died
+//   reply-wait.ts     why an error answer means "no effect"
+// This file wires them and admits commands through one gate: a command runs only while the
+// lease holds and no reconcile is under way, and commands pass the gate in arrival order.
 
 export interface RedisBackplaneOptions {
-  url: string;
-  prefix: string;
-  workerId: string;
+  redis: RedisSettings;
   maxRoomsPerUser: number;
+  maxRoomMembers: number;
   nodeTtlMs: number;
-  deliver: DeliverySink;
-  /** This worker's live sessions, for reconciling after Redis lost or kept stale state. */
-  liveSessions: () => Iterable<LiveSession>;
   log: Logger;
 }
 
-interface Subscription {
-  holders: number;
-  ready: Promise<unknown>;
+interface GateWaiter {
+  resolve(): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout;
 }
 
 const SPACE = 0x20;
+/** A subscriber connected this many beats without seeing its own probe has stopped delivering. */
+const SILENT_BEATS = 3;
+/** Keys read per HSCAN step of WHO: bounded work per step for Redis, however big the room. */
+const WHO_SCAN_COUNT = 1000;
 
-/** A worker's record of one session it holds: "<user key> <connection id>". */
-const sessionEntry = (member: Member) => `${nameKey(member.user)} ${member.connectionId}`;
-
-function memberOf(entry: string): Member {
-  const [user, connectionId] = entry.split(' ') as [string, string];
-  return { user, connectionId };
-}
+/** Random, not the pid: pids repeat across containers and restarts, worker ids must not. */
+const newWorkerId = () => randomBytes(5).toString('base64url');
 
 export class RedisBackplane implements Backplane {
+  private readonly logins = new LocalLogins();
   private readonly keys: RedisKeys;
   private readonly scripts: ChatScripts;
-  private readonly directMessages: DirectMessageBatcher;
-  private readonly subscriptions = new Map<string, Subscription>();
-  /** Channels to subscribe to in the next batch, and that batch's outcome. */
-  private subscribeBatch: string[] = [];
-  private subscribeBatchDone: Promise<unknown> | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
-  /** Heartbeat period; the reaper looks every period too. */
-  private readonly beatMs: number;
-  /** How long the heartbeat key lives unless refreshed: three beats. */
-  private readonly heartbeatTtlMs: number;
+  private readonly state: SharedState;
+  private readonly lease: Lease;
+  private readonly subscriptions: Subscriptions;
+  private readonly feeds: RoomFeeds | undefined;
+  private readonly directs: DirectMessageBatcher;
+  private readonly reconciler: Reconciler;
+  private readonly reaper: Reaper;
+  private readonly outage: OutageLog;
+  private readonly publish: 'PUBLISH' | 'SPUBLISH';
+  private workerId = newWorkerId();
+  private loginCount = 0;
+  private readonly gateQueue: GateWaiter[] = [];
+  /** Commands admitted through the gate and not finished. */
+  private operations = 0;
+  private drainWaiters: (() => void)[] = [];
+  private restoring = false;
+  /** A reconcile to run at the next successful heartbeat. */
+  private pendingRepair: { reason: string; renew: boolean } | undefined;
   private lastProbeAt = performance.now();
-  /** Sessions between recording themselves and learning the outcome of their LOGIN. */
-  private readonly loginsInFlight = new Set<string>();
-  private reconciling: Promise<void> | undefined;
-  private reconcileAgain = false;
+  private subscriberReadyAt = performance.now();
   private closing = false;
 
   private constructor(
-    private readonly commands: Redis,
-    private readonly subscriber: Redis,
+    private readonly commands: RedisClient,
+    private readonly subscriber: RedisClient,
     private readonly options: RedisBackplaneOptions,
   ) {
-    this.keys = new RedisKeys(options.prefix);
+    const { log, redis } = options;
+    const sharded = redis.topology.kind === 'cluster';
+    this.publish = sharded ? 'SPUBLISH' : 'PUBLISH';
+    this.keys = new RedisKeys(redis.prefix);
     this.scripts = loadScripts(commands);
-    this.directMessages = new DirectMessageBatcher(this.scripts, this.keys);
-    // Dead worker found within ~0.8 × NODE_TTL_MS: key TTL 0.6, reaper period 0.2.
-    this.beatMs = Math.max(200, Math.floor(options.nodeTtlMs / 5));
-    this.heartbeatTtlMs = this.beatMs * 3;
-    const probeChannel = Buffer.from(this.keys.workerProbe(options.workerId));
-    // A subscriber that just reconnected has had no chance to see a probe yet.
-    subscriber.on('ready', () => { this.lastProbeAt = performance.now(); });
-    // As bytes: the lines go to the sockets as they came, never decoded and encoded again.
-    subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
-      if (channel.equals(probeChannel)) {
-        this.lastProbeAt = performance.now();
-        return;
-      }
-      const space = message.indexOf(SPACE);
-      // Copied: the parser may reuse the memory it handed us before a slow socket sends it.
-      if (space > 0) options.deliver(message.toString('latin1', 0, space), Buffer.from(message.subarray(space + 1)));
+    this.state = new SharedState(commands, this.scripts, this.keys, {
+      publish: this.publish, feeds: !sharded, oneConnection: !sharded,
+      maxRoomsPerUser: options.maxRoomsPerUser, maxRoomMembers: options.maxRoomMembers,
+    });
+    this.outage = new OutageLog(log);
+    const timing = leaseTiming(options.nodeTtlMs);
+    this.lease = new Lease(
+      (mode) => this.scripts.heartbeat(this.keys.workerAlive(this.workerId), this.workerId, timing.keyTtlMs,
+        this.keys.workerProbe(this.workerId), this.publish, mode),
+      timing,
+      {
+        lost: () => this.repair('heartbeat key was gone', true),
+        unanswered: () => {
+          log.warn('heartbeats get no answer on a connection that looks up; reconnecting it');
+          this.commands.disconnect(true);
+        },
+        renewed: () => this.onRenewed(),
+      },
+      log,
+    );
+    this.subscriptions = new Subscriptions(subscriber, sharded, {
+      message: (channel, message) => this.onMessage(channel, message),
+      resubscribed: () => this.feeds?.resubscribed(),
+    }, log);
+    this.feeds = sharded ? undefined : new RoomFeeds(this.keys, this.subscriptions, this.logins);
+    this.directs = new DirectMessageBatcher(this.scripts, this.keys, {
+      checkSenders: !sharded, publish: this.publish, deadline: () => this.lease.deadline(COMMAND_BUDGET_MS),
+    });
+    this.reconciler = new Reconciler({
+      state: this.state, logins: this.logins, feeds: this.feeds, subscriptions: this.subscriptions, log,
+      workerId: () => this.workerId,
+      mintLoginId: () => this.mintLoginId(),
+      renewIdentity: () => this.renewIdentity(),
+      deadline: () => this.lease.deadline(COMMAND_BUDGET_MS),
+      nameLost: (login) => this.endLogin(login, true),
+    });
+    this.reaper = new Reaper(this.state, () => this.workerId, timing.beatMs, log);
+    subscriber.on('ready', () => { this.subscriberReadyAt = performance.now(); });
+    commands.on('ready', () => {
+      // Redis may have restarted empty, failed over and lost writes, or kept everything: the
+      // next heartbeat tells which, and a reconcile (renewing if the key was gone) follows.
+      this.pendingRepair ??= { reason: 'redis reconnected', renew: false };
+      void this.lease.beat();
     });
   }
 
+  /** Connects (waiting for Redis as long as it takes), checks Redis' policy, and joins the cluster. */
   static async connect(options: RedisBackplaneOptions): Promise<RedisBackplane> {
-    const commands = await connectRedis(options.url, `${options.workerId}:commands`, options.log);
-    let subscriber: Redis | undefined;
+    const { redis, log } = options;
+    const workerTag = newWorkerId();
+    const commands = createRedisClient(redis, 'commands', workerTag);
+    const subscriber = createRedisClient(redis, 'deliveries', workerTag);
+    watchConnection(commands, 'commands', log);
+    watchConnection(subscriber, 'deliveries', log);
     try {
-      subscriber = await connectRedis(options.url, `${options.workerId}:deliveries`, options.log);
+      await Promise.all([connectPatiently(commands, redis, 'commands', log), connectPatiently(subscriber, redis, 'deliveries', log)]);
+      await requireNoEviction(commands, log);
       const backplane = new RedisBackplane(commands, subscriber, options);
       await backplane.start();
       return backplane;
     } catch (error) {
       commands.disconnect();
-      subscriber?.disconnect();
+      subscriber.disconnect();
       throw error;
     }
   }
 
   private async start(): Promise<void> {
-    const { workerId } = this.options;
-    await this.subscriber.subscribe(this.keys.workerProbe(workerId));
-    await this.register();
+    await this.subscriptions.start([this.keys.workerProbe(this.workerId)]);
+    await this.lease.register();
+    await this.commands.sadd(this.keys.workers(), this.workerId);
     this.lastProbeAt = performance.now();
-    this.timers.push(setInterval(() => void this.beat(), this.beatMs));
-    this.timers.push(setInterval(() => void this.reapDeadWorkers(), this.beatMs));
-    for (const timer of this.timers) timer.unref();
-    // Every reconnect after the first: Redis may have restarted empty, or lost our writes.
-    this.commands.on('ready', () => this.reconcile('redis reconnected'));
   }
 
-  private async register(): Promise<void> {
-    const { workerId } = this.options;
-    await Promise.all([
-      this.commands.sadd(this.keys.workers(), workerId),
-      this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.heartbeatTtlMs),
-    ]);
-  }
-
-  async login(member: Member): Promise<LoginResult> {
-    const channel = this.keys.userChannel(nameKey(member.user));
-    // Subscribed first, so a message sent the instant after OK already has a way here.
-    await this.hold(channel);
-    let claimed = false;
-    try {
-      claimed = await this.claimName(member);
-    } catch (error) {
-      throw unavailable(error);
-    } finally {
-      if (!claimed) this.release(channel);
-    }
-    return claimed ? 'ok' : 'taken';
-  }
-
-  /**
-   * Claims the name for this connection, recorded as this worker's before the claim so a crash
-   * never hides a login from the reaper. Leaves no record when the name is taken.
-   */
-  private async claimName(member: Member): Promise<boolean> {
-    const sessions = this.keys.workerSessions(this.options.workerId);
-    const entry = sessionEntry(member);
-    this.loginsInFlight.add(entry);
-    try {
-      // Back to back on one connection: Redis runs the record before the claim, in one round trip.
-      const [, claimed] = await Promise.all([
-        this.commands.sadd(sessions, entry),
-        this.scripts.login(this.keys.user(nameKey(member.user)), member.user, this.options.workerId,
-          member.connectionId, Date.now()),
-      ]);
-      if (claimed === 1) return true;
-      await this.commands.srem(sessions, entry);
-      return false;
-    } finally {
-      this.loginsInFlight.delete(entry);
-    }
+  login(user: string, client: ClientHandle): Promise<LoginResult> {
+    return this.guarded(async () => {
+      const member: Member = { loginId: this.mintLoginId(), user };
+      const inbox = this.keys.userInbox(nameKey(user));
+      // Subscribed first, so a message sent the instant after OK already has a way here.
+      await this.subscriptions.hold(inbox);
+      let claimed: 1 | 0 | -1;
+      try {
+        const workerId = this.workerId;
+        claimed = await awaitReply(this.state.claim(member, workerId, this.deadline()), (late) => {
+          if (late === 1) this.lateEffect('login');
+          else void this.state.forget(member, workerId).catch(() => {});
+        });
+      } catch (error) {
+        this.subscriptions.release(inbox);
+        throw error;
+      }
+      if (claimed !== 1) {
+        this.subscriptions.release(inbox);
+        void this.state.forget(member, this.workerId).catch(() => {});
+        if (claimed === EXPIRED) throw new BackplaneUnavailableError('timeout');
+        return 'taken';
+      }
+      this.logins.add(member, client);
+      return { member };
+    });
   }
 
   async logout(member: Member): Promise<void> {
+    const login = this.logins.remove(member.loginId);
+    if (!login) return;
+    this.endLogin(login, false);
     try {
-      await this.releaseSession(member);
-    } catch (error) {
-      // The session's record stays in this worker's set, so a later reconcile finishes this.
-      this.reconcileAgain = true;
-      throw unavailable(error);
-    } finally {
-      this.release(this.keys.userChannel(nameKey(member.user)));
+      await this.guarded(() => this.state.release(member, this.workerId));
+    } catch {
+      // The session's record stays in this worker's set, so the next reconcile finishes this.
+      this.pendingRepair ??= { reason: 'a logout could not finish', renew: false };
     }
   }
 
-  /** Leaves every room, frees the name, forgets the session: the whole of a logout in Redis. */
-  private async releaseSession(member: Member, workerId = this.options.workerId): Promise<void> {
-    const userKey = nameKey(member.user);
-    // Rooms first: if this stops half-way, the index still lists every room, so a later
-    // cleanup finishes the job.
-    const rooms = await this.commands.smembers(this.keys.userRooms(userKey));
-    await Promise.all(rooms.map((roomKey) => this.scripts.partRoom(
-      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId)));
-    await this.scripts.logout(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId);
-    await this.commands.srem(this.keys.workerSessions(workerId), sessionEntry(member));
-  }
-
   join(member: Member, room: string): Promise<JoinResult> {
-    return orUnavailable(this.joinRoom(member, room));
-  }
-
-  private async joinRoom(member: Member, room: string): Promise<JoinResult> {
-    const userKey = nameKey(member.user);
-    const roomKey = nameKey(room);
-    const reserved = await this.scripts.reserveRoom(
-      this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey,
-      this.options.maxRoomsPerUser);
-    if (reserved === 0) return 'too-many-rooms';
-    if (reserved === -1) throw new Error(`connection ${member.connectionId} no longer holds ${userKey}`);
-    const joined = await this.scripts.joinRoom(
-      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId, room);
-    return joined === 1 ? 'ok' : 'already-joined';
+    return this.guarded(async () => {
+      const login = this.logins.acting(member);
+      const roomKey = nameKey(room);
+      if (login.rooms.has(roomKey)) return 'already-joined';
+      const ticket = await this.feeds?.enter(roomKey);
+      let outcome: 'joined' | 'already-member' | 'refused' = 'refused';
+      try {
+        const deadline = this.deadline();
+        const reserved = await awaitReply(this.state.reserve(member, roomKey, deadline), (late) => {
+          if (late === 2) this.lateEffect('join');
+        });
+        if (reserved === 0) return 'too-many-rooms';
+        if (reserved === -2) return this.notOwner();
+        if (reserved === EXPIRED) throw new BackplaneUnavailableError('timeout');
+        const joined = await awaitReply(this.state.join(member, roomKey, room, deadline), (late) => {
+          if (late === 1) this.lateEffect('join');
+        });
+        if (joined === EXPIRED || joined === -3) {
+          // Undone in the same order it was done: the index entry goes only after the refusal.
+          if (reserved === 2) void this.state.unindex(member, roomKey).catch(() => this.lateEffect('join'));
+          if (joined === EXPIRED) throw new BackplaneUnavailableError('timeout');
+          return 'room-full';
+        }
+        outcome = joined === 1 ? 'joined' : 'already-member';
+        login.rooms.set(roomKey, room);
+        return joined === 1 ? 'ok' : 'already-joined';
+      } finally {
+        if (ticket) this.feeds!.joined(ticket, member.loginId, outcome);
+      }
+    });
   }
 
   part(member: Member, room: string): Promise<PartResult> {
-    return orUnavailable(this.partRoom(member, room));
+    return this.guarded(async () => {
+      const login = this.logins.acting(member);
+      const roomKey = nameKey(room);
+      if (!login.rooms.has(roomKey)) return 'not-in-room';
+      const left = await awaitReply(this.state.partAndUnindex(member, roomKey, this.deadline()), (late) => {
+        if (late === 1) this.lateEffect('part');
+      });
+      if (left === EXPIRED) throw new BackplaneUnavailableError('timeout');
+      login.rooms.delete(roomKey);
+      this.feeds?.left(roomKey);
+      // Not a member in Redis either way now; the client's view (it was in the room) is answered.
+      return 'ok';
+    });
   }
 
-  private async partRoom(member: Member, room: string): Promise<PartResult> {
-    const userKey = nameKey(member.user);
-    const roomKey = nameKey(room);
-    // Sent back to back: the index entry goes even when the membership was already gone.
-    const [left] = await Promise.all([
-      this.scripts.partRoom(this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), userKey, member.connectionId),
-      this.scripts.unindexRoom(this.keys.user(userKey), this.keys.userRooms(userKey), member.connectionId, roomKey),
-    ]);
-    return left === 1 ? 'ok' : 'not-in-room';
+  sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
+    return this.guarded(async () => {
+      this.logins.acting(sender);
+      // DMs accepted before this message must reach Redis before it: a recipient may be in the room.
+      this.directs.flush();
+      const roomKey = nameKey(room);
+      const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
+      const [names] = this.keys.roomIndex(roomKey);
+      const reply = await awaitReply(this.scripts.sendToRoom(this.keys.roomMembers(roomKey), names, nameKey(sender.user),
+        sender.loginId, roomKey, this.deadline(), 'feed', lineBefore, lineAfter, this.keys.roomFeed(roomKey), this.publish),
+      (late) => {
+        if (late[0] === 1) metrics.lateEffects.inc({ kind: 'room' });
+      });
+      if (reply[0] === EXPIRED) throw new BackplaneUnavailableError('timeout');
+      if (reply[0] === 0) return 'not-available';
+      return { roomName: reply[1]! };
+    });
   }
 
-  async sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
-    // DMs accepted before this message must reach Redis before it: a recipient may be in the room.
-    this.directMessages.flush();
-    const roomKey = nameKey(room);
-    const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
-    const [channelBefore, channelAfter] = this.keys.userChannelAround();
-    const roomName = await orUnavailable(this.scripts.sendToRoom(
-      this.keys.roomMembers(roomKey), this.keys.roomName(roomKey), nameKey(sender.user), sender.connectionId,
-      lineBefore, lineAfter, channelBefore, channelAfter, room));
-    return roomName === null ? 'not-available' : { roomName };
+  sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
+    return this.guarded(async () => {
+      this.logins.acting(sender);
+      const outcome = await this.directs.send(sender, nameKey(sender.user), nameKey(user), replies.userMessage(sender.user, text));
+      if (outcome === -2) return this.notOwner();
+      return outcome === 1 ? 'ok' : 'not-found';
+    });
   }
 
-  async sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
-    const delivered = await orUnavailable(this.directMessages.send(nameKey(user), replies.userMessage(sender.user, text)));
-    return delivered ? 'ok' : 'not-found';
+  roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
+    return this.guarded(async () => {
+      this.logins.acting(member);
+      const roomKey = nameKey(room);
+      const [names] = this.keys.roomIndex(roomKey);
+      const roomName = await this.read(this.commands.hget(names, roomKey));
+      if (roomName === null) return 'not-available';
+      // In steps, so Redis never works long for one WHO; a member seen twice is listed once.
+      const members = new Map<string, string>();
+      let cursor = '0';
+      do {
+        const [next, entries] = await this.read(this.commands.hscan(this.keys.roomMembers(roomKey), cursor, 'COUNT', WHO_SCAN_COUNT));
+        for (let i = 0; i < entries.length; i += 2) members.set(entries[i]!, entries[i + 1]!.slice(entries[i + 1]!.indexOf(' ') + 1));
+        cursor = next;
+      } while (cursor !== '0');
+      return members.size === 0 ? 'not-available' : { roomName, members: [...members.values()] };
+    });
   }
 
-  /** Both connections up, and the subscriber proven to deliver within the last three beats. */
-  isHealthy(): boolean {
-    return this.commands.status === 'ready' && this.subscriber.status === 'ready' && !this.subscriberSilent();
+  listRooms(member: Member): Promise<RoomListing[]> {
+    return this.guarded(async () => {
+      this.logins.acting(member);
+      const shards = await Promise.all(Array.from({ length: ROOM_SHARDS }, (_, shard) =>
+        this.read(this.scripts.listRooms(this.keys.roomNames(shard), this.keys.roomSizes(shard)))));
+      const rooms: RoomListing[] = [];
+      for (const flat of shards) {
+        for (let i = 0; i < flat.length; i += 3) rooms.push({ name: flat[i + 1]!, members: Number(flat[i + 2]) });
+      }
+      return rooms.filter((room) => room.members > 0);
+    });
   }
 
-  /** No probe came back through the subscriber for three beats. */
-  private subscriberSilent(): boolean {
-    return performance.now() - this.lastProbeAt > this.beatMs * 3;
+  status(): BackplaneStatus {
+    const state = this.stateWord();
+    return { up: state === 'ok', state };
   }
 
-  /** Leaves the cluster cleanly; call after every session logged out. */
   async close(): Promise<void> {
     this.closing = true;
-    for (const timer of this.timers) clearInterval(timer);
-    const { workerId } = this.options;
+    this.lease.stop();
+    for (const waiter of this.gateQueue.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new BackplaneUnavailableError('unreachable'));
+    }
     await Promise.allSettled([
-      this.commands.del(this.keys.workerAlive(workerId)),
-      this.commands.srem(this.keys.workers(), workerId),
+      this.commands.del(this.keys.workerAlive(this.workerId)),
+      this.commands.srem(this.keys.workers(), this.workerId),
     ]);
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
   }
 
-  /** Refreshes the heartbeat and probes the subscriber; reconciles if we were taken for dead. */
-  private async beat(): Promise<void> {
-    const { workerId } = this.options;
+  private stateWord(): string {
+    if (this.closing) return 'closing';
+    if (this.commands.status !== 'ready') return 'unreachable';
+    if (this.lease.lastFailure?.reason === 'not-writable') return 'not-writable';
+    if (this.restoring) return 'restoring';
+    if (!this.lease.valid()) return this.lease.lastFailure ? 'unreachable' : 'lease-expired';
+    if (!this.subscriptions.connected) return 'subscriber-down';
+    if (this.subscriberSilent()) return 'subscriber-silent';
+    return 'ok';
+  }
+
+  // The gate.
+
+  /**
+   * Runs a step once the gate admits it. When the gate is open and nobody waits, the step starts
+   * in this very call, so steps start (and reach Redis) in the order they were called; when it
+   * is closed, they wait in line, in that order, for at most REPLY_WAIT_MS.
+   */
+  private guarded<T>(step: () => Promise<T>): Promise<T> {
+    let waiting: Promise<void> | undefined;
     try {
-      const refreshed = await this.commands.set(this.keys.workerAlive(workerId), workerId, 'PX', this.heartbeatTtlMs, 'XX');
-      await this.commands.publish(this.keys.workerProbe(workerId), 'probe');
-      if (refreshed === null) this.reconcile('heartbeat was gone');
-      else if (this.reconcileAgain) this.reconcile('an earlier cleanup failed');
-    } catch {
-      // Redis is away; the reconnect triggers the reconcile.
+      waiting = this.enterGate();
+    } catch (error) {
+      return Promise.reject(this.refused(error));
     }
-    if (this.subscriber.status === 'ready' && this.subscriberSilent()) {
-      // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
-      this.options.log.warn({ silentMs: Math.round(performance.now() - this.lastProbeAt) },
-        'subscriber stopped delivering probes; reconnecting it');
-      this.lastProbeAt = performance.now();
-      this.subscriber.disconnect(true);
+    const run = () => step().finally(() => this.leaveGate());
+    return (waiting ? waiting.then(run) : run()).catch((error: unknown) => {
+      throw this.refused(error);
+    });
+  }
+
+  private gateOpen(): boolean {
+    return this.lease.valid() && !this.restoring;
+  }
+
+  private enterGate(): Promise<void> | undefined {
+    // Redis away: say so at once rather than wait.
+    if (this.closing || this.commands.status !== 'ready') throw new BackplaneUnavailableError('unreachable');
+    if (this.gateQueue.length === 0 && this.gateOpen()) {
+      this.operations++;
+      return undefined;
+    }
+    // After a pause the lease has run out: one heartbeat re-verifies it before anything is done.
+    if (!this.lease.valid()) void this.lease.beat();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: GateWaiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.gateQueue.splice(this.gateQueue.indexOf(waiter), 1);
+          reject(new BackplaneUnavailableError(this.restoring ? 'unreachable' : 'lease'));
+        }, REPLY_WAIT_MS),
+      };
+      this.gateQueue.push(waiter);
+    });
+  }
+
+  private pumpGate(): void {
+    while (this.gateQueue.length > 0 && this.gateOpen()) {
+      const waiter = this.gateQueue.shift()!;
+      clearTimeout(waiter.timer);
+      this.operations++;
+      waiter.resolve();
     }
   }
 
-  /**
-   * Makes Redis hold exactly this worker's live sessions: releases recorded sessions that are
-   * gone, and re-registers live ones with their rooms. A live session whose name another
-   * connection took meanwhile loses it (whoever registered first keeps a name).
-   */
-  private reconcile(reason: string): void {
+  private leaveGate(): void {
+    if (--this.operations > 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves once no admitted command is still running. */
+  private drained(): Promise<void> {
+    if (this.operations === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private refused(error: unknown): unknown {
+    const failure = asBackplaneError(error);
+    if (isUnavailable(failure)) this.outage.refused(failure);
+    return failure;
+  }
+
+  // Faults and repair.
+
+  private onRenewed(): void {
+    this.pumpGate();
+    const now = performance.now();
+    metrics.probeLag.set((now - this.lastProbeAt) / 1000);
+    if (this.subscriberSilent()) {
+      // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
+      this.options.log.warn({ silentMs: Math.round(now - this.lastProbeAt) }, 'delivery connection stopped delivering; reconnecting it');
+      this.lastProbeAt = now;
+      this.subscriptions.reconnect();
+    }
+    if (this.pendingRepair) this.repair(this.pendingRepair.reason, this.pendingRepair.renew);
+    else void this.reaper.pass();
+    const up = this.status().up;
+    metrics.backplaneUp.set(up ? 1 : 0);
+    if (up) this.outage.over();
+  }
+
+  /** The subscriber has been connected for several beats without seeing one of its own probes. */
+  private subscriberSilent(): boolean {
+    const silentFor = SILENT_BEATS * this.lease.timing.beatMs;
+    const now = performance.now();
+    return this.subscriptions.connected && now - this.subscriberReadyAt > silentFor && now - this.lastProbeAt > silentFor;
+  }
+
+  /** Runs a reconcile with the gate closed; one at a time, another queued if asked meanwhile. */
+  private repair(reason: string, renew: boolean): void {
     if (this.closing) return;
-    if (this.reconciling) {
-      this.reconcileAgain = true;
+    if (this.restoring) {
+      this.pendingRepair = { reason, renew: renew || (this.pendingRepair?.renew ?? false) };
       return;
     }
-    this.reconcileAgain = false;
-    this.reconciling = this.restore(reason)
-      .catch((error) => {
-        this.reconcileAgain = true;
-        this.options.log.warn({ err: error, reason }, 'reconcile failed; will retry');
-      })
-      .finally(() => { this.reconciling = undefined; });
+    if (renew) metrics.leaseLosses.inc();
+    this.restoring = true;
+    this.pendingRepair = undefined;
+    void (async () => {
+      try {
+        await this.drained();
+        await this.reconciler.restore(reason, renew);
+      } catch (error) {
+        // A renewal that already took its new id does not renew again: logins still under the
+        // old id are renamed by the next, plain reconcile.
+        this.pendingRepair = { reason, renew: renew && this.loginsUnder(this.workerId) === 0 && this.logins.size > 0 };
+        this.options.log.warn({ err: error, reason }, 'reconcile failed; retrying after the next heartbeat');
+      } finally {
+        this.restoring = false;
+        this.pumpGate();
+      }
+    })();
   }
 
-  private async restore(reason: string): Promise<void> {
-    const { workerId, log } = this.options;
-    // As at LOGIN: deliveries need a way here before names are claimed again.
-    await this.subscriptionsRestored();
-    await this.register();
-    const live = new Map<string, { session: LiveSession; member: Member; rooms: string[] }>();
-    for (const session of this.options.liveSessions()) {
-      const standing = session.standing;
-      if (standing) live.set(sessionEntry(standing.member), { session, ...standing });
+  private loginsUnder(workerId: string): number {
+    return this.logins.all().filter((login) => login.member.loginId.startsWith(`${workerId}.`)).length;
+  }
+
+  private async renewIdentity(): Promise<void> {
+    const previous = this.workerId;
+    this.workerId = newWorkerId();
+    try {
+      await this.lease.register();
+    } catch (error) {
+      this.workerId = previous;
+      throw error;
     }
-    const recorded = await this.commands.smembers(this.keys.workerSessions(workerId));
-    // A login still in flight is recorded but not yet live: it is neither gone nor restorable.
-    const gone = recorded.filter((entry) => !live.has(entry) && !this.loginsInFlight.has(entry));
-    await Promise.all(gone.map((entry) => this.releaseSession(memberOf(entry))));
-    let lost = 0;
-    await Promise.all([...live.values()].map(async ({ session, member, rooms }) => {
-      // The session still holds its channel, resubscribed above; only the name is claimed again.
-      if (!(await this.claimName(member))) {
-        lost++;
-        session.loseName();
-        this.release(this.keys.userChannel(nameKey(member.user)));
+    await this.commands.sadd(this.keys.workers(), this.workerId);
+    await this.subscriptions.replacePermanent([this.keys.workerProbe(this.workerId)]);
+    this.options.log.warn({ from: previous, to: this.workerId }, 'this worker was taken for dead; continuing under a new worker id');
+  }
+
+  /** Answered SERVICE UNAVAILABLE, applied anyway: counted, and undone by a reconcile. */
+  private lateEffect(kind: 'login' | 'join' | 'part'): void {
+    metrics.lateEffects.inc({ kind });
+    this.pendingRepair ??= { reason: `a ${kind} took effect after its client was told it failed`, renew: false };
+  }
+
+  /** Redis does not know a login this worker holds: it is being restored, or must be. */
+  private notOwner(): never {
+    this.pendingRepair ??= { reason: 'Redis did not know a live login', renew: false };
+    throw new BackplaneUnavailableError('not-owner');
+  }
+
+  /** Stops delivering to a login here; `nameLost`: the name went to another login, tell the client. */
+  private endLogin(login: LocalLogin, nameLost: boolean): void {
+    if (nameLost) this.logins.remove(login.member.loginId);
+    this.subscriptions.release(this.keys.userInbox(login.userKey));
+    for (const roomKey of login.rooms.keys()) this.feeds?.left(roomKey);
+    if (nameLost) login.client.nameLost();
+  }
+
+  private onMessage(channel: string, message: Buffer): void {
+    switch (channelKind(channel)) {
+      case 'inbox': {
+        const space = message.indexOf(SPACE);
+        // Copied: the parser may reuse the memory it handed us before a slow socket sends it.
+        if (space > 0) this.logins.deliver(message.toString('latin1', 0, space), Buffer.from(message.subarray(space + 1)));
         return;
       }
-      await Promise.all(rooms.map((room) => this.joinRoom(member, room)));
-      // The session may have logged out or parted while we re-registered it: undo that part.
-      const now = session.standing;
-      if (now?.member !== member) await this.releaseSession(member);
-      else await Promise.all(rooms.filter((room) => !now.rooms.includes(room)).map((room) => this.partRoom(member, room)));
-    }));
-    log.info({ reason, restored: live.size - lost, lost, released: gone.length }, 'reconciled shared state');
-  }
-
-  /**
-   * Resolves once the subscriber is connected and has resubscribed every channel: ioredis
-   * resubscribes as it turns ready, so one more SUBSCRIBE answered means those were too.
-   */
-  private async subscriptionsRestored(): Promise<void> {
-    if (this.subscriber.status !== 'ready') {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.subscriber.off('ready', onReady);
-          reject(new Error('subscriber not back yet'));
-        }, this.beatMs * 5);
-        const onReady = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        this.subscriber.once('ready', onReady);
-      });
-    }
-    await this.subscriber.subscribe(this.keys.workerProbe(this.options.workerId));
-  }
-
-  /** Cleans up after workers whose heartbeat expired; one worker does each, exactly once. */
-  private async reapDeadWorkers(): Promise<void> {
-    const { workerId, log } = this.options;
-    try {
-      for (const other of await this.commands.smembers(this.keys.workers())) {
-        if (other === workerId) continue;
-        const claimed = await this.scripts.claimReaping(
-          this.keys.workerAlive(other), this.keys.workerReaper(other), workerId, this.beatMs * 10);
-        if (claimed === 0) continue;
-        const entries = await this.commands.smembers(this.keys.workerSessions(other));
-        await Promise.all(entries.map((entry) => this.releaseSession(memberOf(entry), other)));
-        await this.commands.srem(this.keys.workers(), other);
-        await this.commands.del(this.keys.workerSessions(other), this.keys.workerReaper(other));
-        log.info({ deadWorker: other, released: entries.length }, 'released the sessions of a dead worker');
-      }
-    } catch (error) {
-      log.debug({ err: error }, 'reaper pass failed; the next one retries');
+      case 'feed':
+        this.feeds?.onFeed(channel, message);
+        return;
+      case 'probe':
+        this.lastProbeAt = performance.now();
     }
   }
 
-  /** Subscribes to a channel for one more holder; resolves once Redis confirmed it. */
-  private async hold(channel: string): Promise<void> {
-    let subscription = this.subscriptions.get(channel);
-    if (!subscription) {
-      subscription = { holders: 0, ready: this.subscribeSoon(channel) };
-      this.subscriptions.set(channel, subscription);
-    }
-    subscription.holders++;
-    try {
-      await subscription.ready;
-    } catch (error) {
-      this.release(channel);
-      throw unavailable(error);
-    }
+  private deadline(): number {
+    return this.lease.deadline(COMMAND_BUDGET_MS);
   }
 
-  /**
-   * ioredis does not pipeline SUBSCRIBE, so logins arriving together would each wait for a
-   * write and a round trip of their own: one SUBSCRIBE per event-loop turn carries them all.
-   */
-  private subscribeSoon(channel: string): Promise<unknown> {
-    this.subscribeBatch.push(channel);
-    this.subscribeBatchDone ??= new Promise((resolve) => setImmediate(resolve)).then(() => {
-      const channels = this.subscribeBatch;
-      this.subscribeBatch = [];
-      this.subscribeBatchDone = undefined;
-      return this.subscriber.subscribe(...channels);
-    });
-    return this.subscribeBatchDone;
+  /** A read: no deadline (it changes nothing), but answered within REPLY_WAIT_MS all the same. */
+  private read<T>(reply: Promise<T>): Promise<T> {
+    return awaitReply(reply, () => {});
   }
 
-  private release(channel: string): void {
-    const subscription = this.subscriptions.get(channel);
-    if (!subscription || --subscription.holders > 0) return;
-    this.subscriptions.delete(channel);
-    // Best effort: while Redis is away the subscription is gone with the connection anyway.
-    this.subscriber.unsubscribe(channel).catch(() => {});
+  private mintLoginId(): string {
+    return `${this.workerId}.${(++this.loginCount).toString(36)}`;
   }
-}
-
-function unavailable(error: unknown): BackplaneUnavailableError {
-  return error instanceof BackplaneUnavailableError ? error : new BackplaneUnavailableError(error);
-}
-
-/** Any Redis failure of this step is, to the caller, the shared state being unavailable. */
-function orUnavailable<T>(step: Promise<T>): Promise<T> {
-  return step.catch((error: unknown) => {
-    throw unavailable(error);
-  });
 }

@@ -1,18 +1,21 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 // Loads the Lua scripts once per client and exposes each as a typed method. ioredis runs
 // them by SHA (EVALSHA) and falls back to EVAL only when Redis does not know the script yet.
+// Each file's header documents its keys, arguments and results.
 
 const SCRIPT_FILES = {
+  heartbeat: 'heartbeat-1.lua',
   login: 'login-1.lua',
-  reserveRoom: 'reserveRoom-2.lua',
-  joinRoom: 'joinRoom-2.lua',
-  partRoom: 'partRoom-2.lua',
-  unindexRoom: 'unindexRoom-2.lua',
   logout: 'logout-2.lua',
-  sendToUsers: 'sendToUsers-n.lua',
+  reserveRoom: 'reserveRoom-2.lua',
+  joinRoom: 'joinRoom-3.lua',
+  partRoom: 'partRoom-3.lua',
+  unindexRoom: 'unindexRoom-2.lua',
   sendToRoom: 'sendToRoom-2.lua',
+  sendDirect: 'sendDirect-n.lua',
+  listRooms: 'listRooms-2.lua',
   claimReaping: 'claimReaping-2.lua',
 } as const;
 
@@ -26,23 +29,38 @@ const commandName = (name: ScriptName) => `chatline_${name}`;
  * event-loop turn, and deferring it again cost a whole extra turn. Room messages go the same
  * way so that every delivery leaves in the order it was called, as per-sender order needs.
  */
-export const UNPIPELINED_SCRIPTS = [commandName('sendToUsers'), commandName('sendToRoom')];
+export const UNPIPELINED_SCRIPTS = [commandName('sendDirect'), commandName('sendToRoom')];
+
 type Arg = string | number;
 
+/** The deadline a fenced script checks against Redis' clock, in ms; 0 turns the fence off. */
+export type Deadline = number;
+export const NO_DEADLINE: Deadline = 0;
+
+/** Every fenced script answers this when Redis ran it after its deadline: it did nothing. */
+export const EXPIRED = -1;
+
 export interface ChatScripts {
-  login(userHash: string, name: string, workerId: string, connectionId: string, since: number): Promise<0 | 1>;
-  reserveRoom(userHash: string, userRooms: string, connectionId: string, roomKey: string, maxRooms: number): Promise<-1 | 0 | 1>;
-  joinRoom(members: string, roomName: string, memberKey: string, connectionId: string, spelling: string): Promise<0 | 1>;
-  partRoom(members: string, roomName: string, memberKey: string, connectionId: string): Promise<0 | 1>;
-  unindexRoom(userHash: string, userRooms: string, connectionId: string, roomKey: string): Promise<0 | 1>;
-  logout(userHash: string, userRooms: string, connectionId: string): Promise<0 | 1>;
-  /** Keys: n user hashes; arguments: their n channels, then their n batches of lines. */
-  sendToUsers(n: number, ...keysThenArgs: string[]): Promise<(0 | 1)[]>;
+  heartbeat(alive: string, workerId: string, ttlMs: number, probe: string, publish: string, mode: 'renew' | 'register'):
+    Promise<[0 | 1, string, string]>;
+  login(user: string, name: string, workerId: string, loginId: string, since: number, deadline: Deadline, replaces: string):
+    Promise<1 | 0 | -1>;
+  logout(user: string, userRooms: string, loginId: string): Promise<0 | 1>;
+  reserveRoom(user: string, userRooms: string, loginId: string, roomKey: string, maxRooms: number, deadline: Deadline):
+    Promise<2 | 1 | 0 | -1 | -2>;
+  joinRoom(members: string, names: string, sizes: string, memberKey: string, loginId: string, display: string,
+    roomKey: string, spelling: string, maxMembers: number, deadline: Deadline, feed: string, publish: string):
+    Promise<1 | 0 | -1 | -3>;
+  partRoom(members: string, names: string, sizes: string, memberKey: string, loginId: string, alsoLoginId: string,
+    roomKey: string, deadline: Deadline, feed: string, publish: string): Promise<1 | 0 | -1>;
+  unindexRoom(user: string, userRooms: string, loginId: string, roomKey: string, deadline: Deadline): Promise<1 | 0 | -1>;
+  sendToRoom(members: string, names: string, senderKey: string, senderLoginId: string, roomKey: string,
+    deadline: Deadline, mode: 'feed' | 'members', lineBefore: string, lineAfter: string, feed: string, publish: string):
+    Promise<[1 | 0 | -1, string?, ...string[]]>;
+  /** Keys: the user hashes; arguments: see sendDirect-n.lua. */
+  sendDirect(numberOfKeys: number, ...keysThenArgs: Arg[]): Promise<number[]>;
+  listRooms(names: string, sizes: string): Promise<string[]>;
   claimReaping(alive: string, reaper: string, workerId: string, claimMs: number): Promise<0 | 1>;
-  sendToRoom(
-    members: string, roomName: string, senderKey: string, connectionId: string,
-    lineBefore: string, lineAfter: string, channelBefore: string, channelAfter: string, spelling: string,
-  ): Promise<string | null>;
 }
 
 /**
@@ -55,7 +73,7 @@ function numberOfKeys(file: string): number | undefined {
   return match[1] === 'n' ? undefined : Number(match[1]);
 }
 
-export function loadScripts(redis: Redis): ChatScripts {
+export function loadScripts(redis: Redis | Cluster): ChatScripts {
   const scripts: Partial<Record<ScriptName, (...args: Arg[]) => Promise<unknown>>> = {};
   for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
     const lua = readFileSync(new URL(`./scripts/${file}`, import.meta.url), 'utf8');
