@@ -2,16 +2,19 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as models from 'kubernetes-models';
+import ts from 'typescript';
 import { parse } from 'yaml';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
 import { HEALTH_PATHS } from '../../src/health.js';
 import { K8S_DIR, KustomizeTree, type Manifest, PASSWORD_FILES, requireKubectl, VARIANTS } from '../helpers/kustomize.js';
 
 // No cluster runs here, so deploy/k8s is checked offline: every variant rendered by a real
-// kustomize (kubectl's), each resource against the Kubernetes schema (kubernetes-models), then
-// the resources against each other and against the code they deploy.
+// kustomize (kubectl's), each resource against the Kubernetes schema (kubernetes-models) and
+// for fields the API does not know, then the resources against each other and against the
+// code they deploy.
 
 const ROOT = new URL('../../', import.meta.url);
 
@@ -31,14 +34,46 @@ const NAMESPACE = 'chatline';
 const matches = (selector: Record<string, string> = {}, labels: Record<string, string> = {}) =>
   Object.keys(selector).length > 0 && Object.entries(selector).every(([key, value]) => labels[key] === value);
 
-/** kubernetes-models' class for an apiVersion and kind ("apps/v1" → models.apps.v1). */
-function modelFor(apiVersion: string, kind: string): new (data: object) => { validate(): void } {
+/** Where kubernetes-models keeps an apiVersion's kinds ("apps/v1" → ['apps', 'v1'], "v1" → ['v1']). */
+function modelPath(apiVersion: string): string[] {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
   const groupName = group === '' ? '' : group!.replace(/\.(\w)/g, (_, c: string) => c.toUpperCase()).replace(/\./g, '');
-  const namespace = (groupName === '' ? (models as any)[version!] : (models as any)[groupName]?.[version!]);
+  return groupName === '' ? [version!] : [groupName, version!];
+}
+
+/** kubernetes-models' class for an apiVersion and kind ("apps/v1" → models.apps.v1). */
+function modelFor(apiVersion: string, kind: string): new (data: object) => { validate(): void } {
+  const namespace = modelPath(apiVersion).reduce((at: any, key) => at?.[key], models);
   const model = namespace?.[kind];
   assert.ok(model, `no schema for ${apiVersion} ${kind}`);
   return model;
+}
+
+/**
+ * Fields the Kubernetes API does not know (a typo, a field at the wrong level) pass the JSON
+ * schema, which allows extra properties, and fail only at `kubectl apply`. TypeScript's
+ * excess-property check against kubernetes-models' interfaces finds them: the manifests are
+ * compiled, in memory, as object literals of their kinds' types. Returns the compiler's errors.
+ */
+function unknownFields(manifests: Manifest[]): string[] {
+  const file = fileURLToPath(new URL('__k8s_manifests__.ts', ROOT));
+  const source = ["import type * as k from 'kubernetes-models';", ...manifests.map((manifest, i) =>
+    `export const m${i}: k.${[...modelPath(manifest.apiVersion), `I${manifest.kind}`].join('.')} = ${JSON.stringify(manifest)};`)].join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true, noEmit: true, skipLibCheck: true, types: [],
+    module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022,
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists } = host;
+  host.getSourceFile = (name, language, ...rest) =>
+    name === file ? ts.createSourceFile(name, source, language) : getSourceFile.call(host, name, language, ...rest);
+  host.fileExists = (name) => name === file || fileExists.call(host, name);
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+    const line = diagnostic.file && diagnostic.start !== undefined ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start).line : -1;
+    const manifest = manifests[line - 1];
+    return `${manifest ? `${manifest.kind} ${manifest.metadata.name}: ` : ''}${ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ')}`;
+  });
 }
 
 /** One rendered variant, with finders. */
@@ -200,6 +235,19 @@ describe('Kubernetes manifests (deploy/k8s), rendered by kubectl kustomize', () 
     const broken = structuredClone(defaultVariant().chat);
     broken.spec.template.spec.containers[0].ports[0].containerPort = 'eighty';
     assert.throws(() => new Model(broken).validate());
+  });
+
+  it('has no field the Kubernetes API does not know, in any variant', () => {
+    const everything = variants.flatMap((variant) => variant.manifests);
+    assert.deepEqual(unknownFields(everything), []);
+  });
+
+  it('finds a field the API does not know (the check really checks)', () => {
+    const typo = structuredClone(defaultVariant().chat);
+    typo.spec.template.spec.containers[0].readinesProbe = typo.spec.template.spec.containers[0].readinessProbe;
+    const errors = unknownFields([typo]);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!, /Deployment chatline: .*readinesProbe/);
   });
 
   it('puts everything in the chatline namespace, held to Pod Security "restricted"', () => {
