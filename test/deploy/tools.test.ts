@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { requireDockerEngine } from '../helpers/compose.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -114,7 +114,7 @@ describe('deploy files, checked by the tools that run them (Docker)', () => {
 
     it('Kubernetes: the redis Deployment\'s command', async () => {
       const manifests = readFileSync(`${ROOT}deploy/k8s/components/redis/redis.yaml`, 'utf8');
-      const deployment = (await import('yaml')).parseAllDocuments(manifests).map((d) => d.toJS()).find((m: any) => m.kind === 'Deployment');
+      const deployment = parseAllDocuments(manifests).map((d) => d.toJS()).find((m: any) => m.kind === 'Deployment');
       const container = deployment.spec.template.spec.containers[0];
       assert.deepEqual(container.command, ['sh', '-c']);
       const mount = container.volumeMounts.find((m: any) => m.name === 'redis-auth').mountPath;
