@@ -25,8 +25,10 @@ deadline=$((SECONDS + timeout))
 while :; do
   failed=() waiting=()
   for id in $("${compose[@]}" ps -a -q); do
-    read -r name status health restarts < <(docker inspect -f \
-      '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}' "$id")
+    # A container removed since `ps` (a scale-down) is no concern.
+    info=$(docker inspect -f \
+      '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}' "$id" 2>/dev/null) || continue
+    read -r name status health restarts <<<"$info"
     name=${name#/}
     if [[ $status == running && ($health == healthy || $health == none) && $restarts == 0 ]]; then
       continue
