@@ -5,14 +5,27 @@ import { ComposeProject, requireDockerEngine } from '../helpers/compose.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
-// `docker compose up` as a user runs it: image built from the Dockerfile, Redis, chat replicas
-// and HAProxy, all reached through one published port. Fails, never skips, without Docker.
+// `docker compose up` as a user runs it (deploy/compose/up.sh, which the README names): image
+// built from the Dockerfile, Redis, chat replicas and HAProxy, all reached through one
+// published port, with the monitoring profile's Prometheus scraping them. Fails, never skips,
+// without Docker.
 
 const CLIENTS = 12;
+
+/** One number from Prometheus' HTTP query API (undefined while the query returns nothing). */
+async function promQuery(port: number, query: string): Promise<number | undefined> {
+  const response = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(query)}`);
+  const body = await response.json() as { status: string; error?: string; data: { resultType: string; result: { value: [number, string] }[] } };
+  assert.equal(body.status, 'success', `${query}: ${body.error}`);
+  if (body.data.result.length === 0) return undefined;
+  assert.equal(body.data.result.length, 1, `${query} returns one series`);
+  return Number(body.data.result[0]!.value[1]);
+}
 
 describe('docker compose: HAProxy over chat replicas on one Redis', () => {
   let project: ComposeProject;
   let port: number;
+  let prometheusPort: number;
   const clients: LineClient[] = [];
 
   /** Connects through HAProxy and logs in, retrying while no replica is ready yet. */
@@ -43,25 +56,31 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
   before(async () => {
     requireDockerEngine();
     port = await freePort();
-    project = new ComposeProject(`chatline-e2e-${process.pid}`, { CHAT_PORT: String(port), CHAT_WORKERS: '2' });
+    prometheusPort = await freePort();
+    project = new ComposeProject(`chatline-e2e-${process.pid}`, {
+      CHAT_PORT: String(port),
+      CHAT_WORKERS: '2',
+      COMPOSE_PROFILES: 'monitoring',
+      PROMETHEUS_PORT: String(prometheusPort),
+      HAPROXY_STATS_PORT: String(await freePort()),
+    });
     const cleanUp = () => void project.run('down', '-v', '--remove-orphans').finally(() => process.exit(130));
     process.once('SIGINT', cleanUp);
     process.once('SIGTERM', cleanUp);
     await project.run('build', 'chat');
-    await project.run('up', '-d', '--scale', 'chat=3');
-    // As a user would: wait until every replica reports ready, then one HAProxy check interval
-    // (2 s, rise 1) so the balancer has them all; otherwise the first replica up takes everyone.
-    await waitFor('three healthy chat replicas', async () => {
-      const containers = await project.containers('chat');
-      const states = await Promise.all(containers.map((id) => project.health(id)));
-      return states.length === 3 && states.every((state) => state === 'healthy');
-    }, 90_000);
+    // As a user would: up.sh returns once every replica reports ready (and fails, saying which,
+    // if one does not). Then one HAProxy check interval (2 s, rise 1) so the balancer has them
+    // all; otherwise the first replica up takes everyone.
+    const up = await project.upAndWait(120, '--scale', 'chat=3');
+    assert.equal(up.code, 0, up.output);
+    assert.equal((await project.containers('chat')).length, 3);
     await new Promise((resolve) => setTimeout(resolve, 3000));
   });
 
   after(async () => {
     for (const client of clients) client.destroy();
-    await project?.run('down', '-v', '--remove-orphans');
+    // The image too: compose named it after this throwaway project.
+    await project?.run('down', '-v', '--remove-orphans', '--rmi', 'local');
   });
 
   it('serves a dozen clients through one port, spread over the replicas, all able to chat', async () => {
@@ -108,5 +127,55 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
       await client.command(`MSG user0 hello from the new replica's side`, 'OK');
       return (await project.logsOf(newcomer)).some((line) => line.msg === 'connection opened');
     }, 60_000);
+  });
+
+  it('runs Redis with a password, no eviction and sized pub/sub buffers', async () => {
+    const [redis] = await project.containers('redis');
+    const cli = (...args: string[]) => project.exec(redis!, 'sh', '-c',
+      `IFS= read -r REDISCLI_AUTH < /run/secrets/redis_password; export REDISCLI_AUTH; redis-cli --no-auth-warning ${args.join(' ')}`);
+    assert.match(await project.exec(redis!, 'redis-cli', 'ping'), /NOAUTH/);
+    assert.match(await cli('config get maxmemory-policy'), /noeviction/);
+    assert.match(await cli('config get client-output-buffer-limit'), /pubsub 134217728 33554432 60/);
+  });
+
+  it('counts a known workload exactly, summed over every replica, through Prometheus (--profile monitoring)', async () => {
+    const replicas = (await project.containers('chat')).length;
+    // Prometheus finds every replica through Docker's DNS, the one --scale added included.
+    await waitFor(`Prometheus scraping all ${replicas} chat replicas and HAProxy`, async () =>
+      await promQuery(prometheusPort, 'count(up{job="chatline"} == 1)') === replicas
+      && await promQuery(prometheusPort, 'up{job="haproxy"}') === 1, 60_000);
+    assert.equal(await promQuery(prometheusPort, 'haproxy_backend_active_servers{proxy="chat"}'), replicas, 'HAProxy\'s exporter sees every replica');
+
+    const logins = 'sum(chatline_logins_total{result="ok"})';
+    const messages = 'sum(chatline_messages_accepted_total)';
+    /** Two scrapes apart (5 s each), the same numbers: nothing is still on its way. */
+    const settled = async () => {
+      const first = [await promQuery(prometheusPort, logins), await promQuery(prometheusPort, messages)];
+      await new Promise((resolve) => setTimeout(resolve, 11_000));
+      const second = [await promQuery(prometheusPort, logins), await promQuery(prometheusPort, messages)];
+      return JSON.stringify(first) === JSON.stringify(second) ? second.map((n) => n ?? 0) : undefined;
+    };
+    const [loginsBefore, messagesBefore] = await waitFor('the counters to settle', settled, 60_000);
+
+    const USERS = 6;
+    const ROUNDS = 3;
+    const users = Array.from({ length: USERS }, (_, i) => `metered${i}`);
+    const metered = await Promise.all(users.map((user) => loginThroughBalancer(user, 20_000)));
+    // Each user sends ROUNDS DMs to the next one: every MSG answered OK, every DM delivered.
+    metered.forEach((client, i) => client.send(...Array.from({ length: ROUNDS }, (_, round) => `MSG ${users[(i + 1) % USERS]} round ${round}`)));
+    await Promise.all(metered.map(async (client, i) => {
+      const lines = await client.take(2 * ROUNDS, 20_000);
+      assert.equal(lines.filter((line) => line === 'OK').length, ROUNDS);
+      assert.equal(lines.filter((line) => line.startsWith(`GOTUSERMSG ${users[(i + USERS - 1) % USERS]} round`)).length, ROUNDS);
+    }));
+
+    const expected = [loginsBefore! + USERS, messagesBefore! + USERS * ROUNDS];
+    let seen: number[] | undefined;
+    await waitFor('Prometheus to show the workload', async () => {
+      seen = (await settled())?.slice();
+      return seen !== undefined && JSON.stringify(seen) === JSON.stringify(expected);
+    }, 60_000).catch((error: Error) => {
+      throw new Error(`${error.message}: expected logins, messages = ${expected}, Prometheus says ${seen}`);
+    });
   });
 });

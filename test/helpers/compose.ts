@@ -38,6 +38,31 @@ export class ComposeProject {
     return stdout;
   }
 
+  /**
+   * deploy/compose/up.sh, as the README tells users to start the stack: `up -d` with these
+   * options, then a wait until every container is healthy. Its exit code and what it printed.
+   */
+  async upAndWait(timeoutSeconds: number, ...args: string[]): Promise<{ code: number; output: string }> {
+    try {
+      const { stdout, stderr } = await run('deploy/compose/up.sh', args, {
+        cwd: ROOT,
+        env: { ...process.env, ...this.env, COMPOSE_PROJECT_NAME: this.name, CHAT_UP_TIMEOUT: String(timeoutSeconds) },
+        maxBuffer: 64 * 1024 * 1024,
+        timeout: (timeoutSeconds + 600) * 1000,
+      });
+      return { code: 0, output: stdout + stderr };
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof failed.code === 'number' ? failed.code : -1, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` };
+    }
+  }
+
+  /** Containers of this project that are running now, whatever their service. */
+  async running(): Promise<string[]> {
+    const { stdout } = await run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${this.name}`]);
+    return stdout.split('\n').filter(Boolean);
+  }
+
   /** Container ids of one service. */
   async containers(service: string): Promise<string[]> {
     return (await this.run('ps', '-q', service)).split('\n').filter(Boolean);
@@ -47,6 +72,12 @@ export class ComposeProject {
   async health(container: string): Promise<string> {
     const { stdout } = await run('docker', ['inspect', '-f', '{{.State.Health.Status}}', container]);
     return stdout.trim();
+  }
+
+  /** What a command run in a container printed (stdout and stderr). */
+  async exec(container: string, ...command: string[]): Promise<string> {
+    const { stdout, stderr } = await run('docker', ['exec', container, ...command]);
+    return stdout + stderr;
   }
 
   /** Log lines (JSON) a container wrote. */
