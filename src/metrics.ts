@@ -17,6 +17,9 @@ export type CloseReason =
 export type CommandResult = 'ok' | 'error' | 'unavailable' | 'internal_error' | 'rate_limited';
 export type DropReason = 'gone' | 'closing' | 'not_member';
 
+/** Read when scraped rather than set as things happen: see observeBackplane. */
+let backplaneReadings = { up: () => false, probeLagSeconds: () => 0 };
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
@@ -44,8 +47,19 @@ export const metrics = {
   redisDuration: histogram('redis_roundtrip_seconds', 'Round trip of a heartbeat to Redis and back.'),
   redisReconnects: counter('redis_reconnects_total', 'Connections to Redis made again after being lost, by role: commands or deliveries.', ['role']),
   subscriberResubscribes: counter('subscriber_resubscribes_total', 'Times the delivery connection lost its subscriptions and made them again.'),
-  backplaneUp: gauge('backplane_up', '1 when the shared state is reachable and writable and every worker holds its lease, else 0.', [], 'min'),
-  probeLag: gauge('pubsub_probe_lag_seconds', 'Age of the last probe a worker saw come back through its own subscription (the worst worker).', [], 'max'),
+  backplaneUp: new Gauge({
+    name: 'chatline_backplane_up',
+    help: 'Workers whose shared state is reachable and writable and who hold their lease (1 per worker, summed over an instance).',
+    registers: [registry],
+    collect() { this.set(backplaneReadings.up() ? 1 : 0); },
+  }),
+  probeLag: new Gauge({
+    name: 'chatline_pubsub_probe_lag_seconds',
+    help: 'Age of the last probe a worker saw come back through its own subscription (the worst worker of an instance).',
+    aggregator: 'max',
+    registers: [registry],
+    collect() { this.set(backplaneReadings.probeLagSeconds()); },
+  }),
   lateEffects: counter('late_effects_total', 'Commands answered SERVICE UNAVAILABLE whose effect Redis applied anyway (undone where possible), by kind.', ['kind']),
   reconciles: counter('reconciles_total', 'Times this worker made the shared state match its live sessions again.'),
   deadWorkersReaped: counter('dead_workers_reaped_total', 'Dead workers whose sessions this worker released.'),
@@ -55,6 +69,11 @@ export const metrics = {
   workersUnanswered: gauge('scrape_workers_unanswered', 'Workers that did not answer this scrape in time (their last numbers are used).'),
   workers: gauge('workers', 'Worker processes by state: serving, starting, stuck.', ['state']),
 } as const;
+
+/** Where the backplane gauges are read from at scrape time: the process's backplane. */
+export function observeBackplane(readings: typeof backplaneReadings): void {
+  backplaneReadings = readings;
+}
 
 /** What a Redis-mode primary counts itself; every other metric comes from its workers. */
 export const PRIMARY_METRICS: ReadonlySet<string> = new Set([

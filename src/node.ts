@@ -4,6 +4,7 @@ import { RedisBackplane } from './backplane/redis/index.js';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { observeBackplane } from './metrics.js';
 import { ChatServer } from './server.js';
 import type { WorkerState, WorkerStatus } from './supervisor/ipc.js';
 
@@ -31,6 +32,11 @@ export class ChatNode {
         nodeTtlMs: config.nodeTtlMs, log: this.log,
       })
       : new MemoryBackplane(new MemoryState(), config);
+    const backplane = this.backplane;
+    observeBackplane({
+      up: () => backplane.status().up,
+      probeLagSeconds: () => (backplane instanceof RedisBackplane ? backplane.probeLagSeconds() : 0),
+    });
     const address = await this.server.listen(this.backplane, config.host, config.port);
     if (this.state === 'starting') this.state = 'serving';
     this.log.info({ host: address.address, port: address.port }, 'listening');

@@ -324,6 +324,11 @@ export class RedisBackplane implements Backplane {
     return { up: state === 'ok', state };
   }
 
+  /** Since this worker last saw its own probe come back through its subscription. */
+  probeLagSeconds(): number {
+    return (performance.now() - this.lastProbeAt) / 1000;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     this.lease.stop();
@@ -428,7 +433,6 @@ export class RedisBackplane implements Backplane {
   private onRenewed(): void {
     this.pumpGate();
     const now = performance.now();
-    metrics.probeLag.set((now - this.lastProbeAt) / 1000);
     if (this.subscriberSilent()) {
       // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
       this.options.log.warn({ silentMs: Math.round(now - this.lastProbeAt) }, 'delivery connection stopped delivering; reconnecting it');
@@ -437,9 +441,7 @@ export class RedisBackplane implements Backplane {
     }
     if (this.pendingRepair) this.repair(this.pendingRepair.reason, this.pendingRepair.renew);
     else void this.reaper.pass();
-    const up = this.status().up;
-    metrics.backplaneUp.set(up ? 1 : 0);
-    if (up) this.outage.over();
+    if (this.status().up) this.outage.over();
   }
 
   /** The subscriber has been connected for several beats without seeing one of its own probes. */
