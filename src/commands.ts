@@ -1,4 +1,5 @@
 import type { Backplane, ClientHandle, Member } from './backplane/types.js';
+import type { Logger } from './log.js';
 import { metrics } from './metrics.js';
 import { nameKey } from './protocol/names.js';
 import type { ArgumentShape, ArgumentsOf, Grammar } from './protocol/parser.js';
@@ -11,6 +12,8 @@ import { replies } from './protocol/replies.js';
 /** What a handler may see and do of the session it runs in. */
 export interface CommandContext {
   readonly backplane: Backplane;
+  /** The session's logger (connection bound). */
+  readonly log: Logger;
   /** The login, read when the command runs (never earlier: a fault may rebind it meanwhile). */
   readonly me: Member | undefined;
   /** The session as the backplane sees it: where deliveries go. */
@@ -77,7 +80,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     async run(context, { room }) {
       const me = context.me!;
       switch (await context.backplane.join(me, room)) {
-        case 'ok': return replies.ok();
+        case 'ok':
+          context.log.debug({ user: me.user, room }, 'joined');
+          return replies.ok();
         case 'already-joined': return replies.alreadyJoined(me.user, room);
         case 'too-many-rooms': return replies.tooManyRooms();
         case 'room-full': return replies.roomFull();
@@ -89,7 +94,9 @@ export const COMMANDS: readonly CommandSpec[] = [
     syntax: 'PART #<room>', summary: 'leave a room; a room left empty stops existing',
     async run(context, { room }) {
       const me = context.me!;
-      return (await context.backplane.part(me, room)) === 'ok' ? replies.ok() : replies.notInRoom(me.user, room);
+      if ((await context.backplane.part(me, room)) !== 'ok') return replies.notInRoom(me.user, room);
+      context.log.debug({ user: me.user, room }, 'parted');
+      return replies.ok();
     },
   }),
   command({

@@ -32,8 +32,12 @@ export interface HealthSource {
   metrics(): Promise<{ text: string; contentType: string }>;
 }
 
+/** A worker whose last status is older than this is not counted as serving (it reports every second). */
+export const STALE_STATUS_MS = 3000;
+
 export function readiness(report: InstanceReport): { ready: boolean; [detail: string]: unknown } {
-  const serving = report.workers.filter((worker) => worker.state === 'serving' && worker.backplane.up && !worker.stuck);
+  const serving = report.workers.filter((worker) => worker.state === 'serving' && worker.backplane.up
+    && worker.lastSeenMs <= STALE_STATUS_MS);
   return {
     ready: !report.draining && serving.length >= report.expectedWorkers,
     draining: report.draining,
@@ -47,7 +51,8 @@ export function liveness(report: InstanceReport): { alive: boolean; [detail: str
 }
 
 function describe(worker: WorkerReport): Record<string, unknown> {
-  const state: WorkerState | 'stuck' = worker.stuck ? 'stuck' : worker.state;
+  const state: WorkerState | 'stuck' | 'unresponsive' = worker.stuck ? 'stuck'
+    : worker.lastSeenMs > STALE_STATUS_MS ? 'unresponsive' : worker.state;
   return { pid: worker.pid, state, sharedState: worker.backplane.state, clients: worker.clients, lastSeenMs: worker.lastSeenMs };
 }
 

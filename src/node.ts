@@ -37,7 +37,14 @@ export class ChatNode {
       up: () => backplane.status().up,
       probeLagSeconds: () => (backplane instanceof RedisBackplane ? backplane.probeLagSeconds() : 0),
     });
-    const address = await this.server.listen(this.backplane, config.host, config.port);
+    let address;
+    try {
+      address = await this.server.listen(this.backplane, config.host, config.port);
+    } catch (error) {
+      // Leave the cluster at once, so nobody has to reap a worker that never served.
+      await this.backplane.close();
+      throw error;
+    }
     if (this.state === 'starting') this.state = 'serving';
     this.log.info({ host: address.address, port: address.port }, 'listening');
   }

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
 import { InputBudget } from './input-budget.js';
+import { listenOn } from './listen.js';
 import type { Logger } from './log.js';
 import { metrics } from './metrics.js';
 import { replies } from './protocol/replies.js';
@@ -49,13 +50,7 @@ export class ChatServer {
   async listen(backplane: Backplane, host: string, port: number): Promise<AddressInfo> {
     this.backplane = backplane;
     const tcp = createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen({ host, port }, () => {
-        tcp.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(tcp, host, port, 'PORT');
     this.listeners.push(tcp);
     return tcp.address() as AddressInfo;
   }

@@ -86,6 +86,7 @@ export class Session implements ClientHandle {
   loggedOutSince: number | undefined = performance.now();
   /** Resolves once the connection is closed and its user logged out. */
   readonly finished: Promise<void>;
+  private readonly log: Logger;
   private finish!: () => void;
 
   constructor(
@@ -99,6 +100,7 @@ export class Session implements ClientHandle {
     this.listingAllowance = new TokenBucket(LISTING_PER_SEC, LISTING_BURST);
     this.strikes = new TokenBucket(limits.ratePerSec === 0 ? 0 : 1, limits.rateLimitStrikes);
     this.finished = new Promise((resolve) => { this.finish = resolve; });
+    this.log = context.log.child({ connection: id });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (error) => context.log.debug({ connection: id, err: error }, 'socket error'));
@@ -298,16 +300,17 @@ export class Session implements ClientHandle {
     const session = this;
     return {
       get backplane() { return session.context.backplane; },
+      get log() { return session.log; },
       get me() { return session.me; },
       client: session,
       loggedIn(member: Member) {
         session.me = member;
         session.loggedOutSince = undefined;
-        session.context.log.debug({ connection: session.id, user: member.user, login: member.loginId }, 'logged in');
+        session.log.debug({ user: member.user, login: member.loginId }, 'logged in');
       },
       loggedOut() {
         const me = session.forgetLogin();
-        if (me) session.context.log.debug({ connection: session.id, user: me.user }, 'logged out');
+        if (me) session.log.debug({ user: me.user }, 'logged out');
       },
       closeAfterReply() {
         session.closeReason = 'quit';
@@ -333,6 +336,7 @@ export class Session implements ClientHandle {
 
   private async disconnect(): Promise<void> {
     const me = this.forgetLogin();
+    if (me) this.log.debug({ user: me.user }, 'logged out: connection closed');
     try {
       if (me) await this.context.backplane.logout(me);
     } finally {

@@ -110,6 +110,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<void> {
     const entry = tracked.get(worker.id);
     tracked.delete(worker.id);
     void instanceMetrics.retire(entry?.lastMetrics);
+    // Its clients were cut with it (those of a worker the watchdog killed are counted there).
+    const clients = entry?.status?.clients ?? 0;
+    if (clients > 0 && !entry?.killedAsStuck) metrics.connectionsClosed.inc({ reason: 'worker_exit' }, clients);
     if (draining || stopping) {
       if (tracked.size === 0) {
         health.close();
@@ -122,7 +125,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<void> {
     quickExits = served > STABLE_MS ? 0 : quickExits + 1;
     const delay = quickExits === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, FIRST_RESTART_DELAY_MS * 2 ** (quickExits - 1));
     metrics.workerRestarts.inc();
-    log.warn({ pid: entry?.pid, code, signal, restartInMs: delay }, 'a worker exited; starting another');
+    log.warn({ workerPid: entry?.pid, code, signal, restartInMs: delay }, 'a worker exited; starting another');
     setTimeout(() => {
       if (!draining && !stopping) cluster.fork();
     }, delay).unref();
@@ -134,7 +137,7 @@ export async function runPrimary(config: Config, log: Logger): Promise<void> {
       if (entry.killedAsStuck || now - entry.lastSeen <= config.watchdogMs) continue;
       entry.killedAsStuck = true;
       const clients = entry.status?.clients ?? 0;
-      log.error({ pid: entry.pid, silentMs: Math.round(now - entry.lastSeen), clients },
+      log.error({ workerPid: entry.pid, silentMs: Math.round(now - entry.lastSeen), clients },
         'a worker did not answer within WATCHDOG_MS; killing it');
       metrics.watchdogKills.inc();
       if (clients > 0) metrics.connectionsClosed.inc({ reason: 'watchdog' }, clients);

@@ -22,7 +22,12 @@ export interface LogLine {
 export class ChatProcess {
   readonly logs: LogLine[] = [];
   stderr = '';
-  private constructor(readonly child: ChildProcess, readonly port: number, readonly healthPort: number) {}
+  /** Settles once the process exited and its output (shared with its workers) is all read. */
+  private readonly closed: Promise<unknown>;
+
+  private constructor(readonly child: ChildProcess, readonly port: number, readonly healthPort: number) {
+    this.closed = once(child, 'close');
+  }
 
   /**
    * Two instances of `workers` workers each with the same environment: the smallest cluster.
@@ -47,6 +52,21 @@ export class ChatProcess {
    * embedded (one process); with it, `workers` processes.
    */
   static async start(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
+    const chat = await ChatProcess.spawn(env, workers);
+    try {
+      await waitFor(`${workers} worker(s) listening on ${chat.port}`, () => {
+        if (chat.child.exitCode !== null) throw new Error(`chatline exited with ${chat.child.exitCode}:\n${chat.stderr}`);
+        return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
+      }, 30_000);
+    } catch (error) {
+      await chat.stop('SIGKILL');
+      throw error;
+    }
+    return chat;
+  }
+
+  /** Starts an instance without waiting for anything: for tests of how it starts (or does not). */
+  static async spawn(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
     const port = env.PORT ? Number(env.PORT) : await freePort();
     const healthPort = env.HEALTH_PORT ? Number(env.HEALTH_PORT) : await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -61,16 +81,18 @@ export class ChatProcess {
     child.once('exit', () => started.delete(child));
     const chat = new ChatProcess(child, port, healthPort);
     chat.collectOutput();
-    try {
-      await waitFor(`${workers} worker(s) listening on ${port}`, () => {
-        if (child.exitCode !== null) throw new Error(`chatline exited with ${child.exitCode}:\n${chat.stderr}`);
-        return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
-      }, 30_000);
-    } catch (error) {
-      await chat.stop('SIGKILL');
-      throw error;
-    }
     return chat;
+  }
+
+  /**
+   * Resolves with the exit code once the process exits by itself and its output is all read
+   * (its workers share the pipe); kills it after `timeoutMs`.
+   */
+  async exited(timeoutMs = 15_000): Promise<number | null> {
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await this.closed;
+    clearTimeout(timer);
+    return this.child.exitCode;
   }
 
   /** GET a health path on this instance; returns the status and the JSON body. */
@@ -88,6 +110,13 @@ export class ChatProcess {
     const [code] = await exited;
     clearTimeout(timer);
     return code as number | null;
+  }
+
+  /** Pids of the workers serving now (Redis mode): those that listen, less those that exited. */
+  get workerPids(): number[] {
+    const exited = new Set(this.logs.filter((line) => line.msg === 'a worker exited; starting another').map((line) => line.workerPid as number));
+    return [...new Set(this.logs.filter((line) => line.msg === 'listening').map((line) => line.pid as number))]
+      .filter((pid) => !exited.has(pid) && pid !== this.pid);
   }
 
   /** The worker ids of log lines with this message. */
