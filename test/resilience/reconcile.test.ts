@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { RedisKeys } from '../../src/backplane/redis/keys.js';
+import { RedisBackplane } from '../../src/backplane/redis/index.js';
+import { registry } from '../../src/metrics.js';
+import { loginAs, TestClient } from '../contract/backplane.contract.js';
+import { startRedisProcess, type ProcessRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+// Reconcile against sessions that keep changing. Before login ids, a session that logged out
+// and back in under the same connection id while a reconcile ran got a new Member object; the
+// reconcile's identity check then failed and released the new login, because the logout
+// script compared the connection only. Now every LOGIN has its own id and a reconcile runs with
+// the gate closed, after the commands already admitted.
+
+const PREFIX = 'race:';
+const keys = new RedisKeys(PREFIX);
+
+async function reconcileCount(): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((entry) => entry.name === 'chatline_reconciles_total');
+  return metric?.values.reduce((sum, value) => sum + value.value, 0) ?? 0;
+}
+
+describe('reconcile while sessions log out and in again', () => {
+  let redis: ProcessRedis;
+  let backplane: RedisBackplane;
+  before(async () => {
+    redis = await startRedisProcess();
+    backplane = await RedisBackplane.connect({
+      redis: { topology: { kind: 'single', url: redis.url }, prefix: PREFIX, username: undefined, password: undefined, tlsCa: undefined },
+      maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: 'silent' }),
+    });
+  });
+  after(async () => {
+    await backplane?.close();
+    await redis?.stop();
+  });
+
+  it('never releases the newer login of a session that logged out and in during a reconcile', async () => {
+    let alice = await loginAs(backplane, 'alice');
+    await backplane.join(alice.member, '#room');
+    const reconcilesBefore = await reconcileCount();
+    let cuts = 0;
+    let relogins = 0;
+    const deadline = performance.now() + 6000;
+    // Cut the worker's Redis connections again and again: each reconnect brings a reconcile.
+    const cutter = (async () => {
+      while (performance.now() < deadline) {
+        await redis.client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+        cuts++;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    })();
+    while (performance.now() < deadline) {
+      await backplane.logout(alice.member);
+      const again = new TestClient();
+      const result = await backplane.login('alice', again).catch(() => 'unavailable' as const);
+      if (result === 'unavailable' || result === 'taken') {
+        // A refused or taken login while Redis is cut: wait until the name is ours again.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const retry = await waitFor('alice to log in again', async () => {
+          const client = new TestClient();
+          const outcome = await backplane.login('alice', client).catch(() => undefined);
+          if (!outcome || outcome === 'taken') return undefined;
+          client.member = outcome.member;
+          return client;
+        }, 10_000);
+        alice = retry;
+      } else {
+        again.member = result.member;
+        alice = again;
+      }
+      relogins++;
+      await backplane.join(alice.member, '#room').catch(() => {});
+    }
+    await cutter;
+    assert.ok(cuts >= 5 && relogins >= 5, `${cuts} cuts, ${relogins} re-logins`);
+    await waitFor('a reconcile after the cuts', async () => (await reconcileCount()) > reconcilesBefore);
+
+    // The last login holds the name, in Redis and for deliveries.
+    await waitFor('Redis to hold the last login', async () =>
+      (await redis.client.hget(keys.user('alice'), 'login')) === alice.member.loginId, 10_000);
+    const bob = await loginAs(backplane, 'bob');
+    await backplane.sendToUser(bob.member, 'alice', 'still you?');
+    assert.deepEqual(await alice.received(1), ['GOTUSERMSG bob still you?\r\n']);
+  });
+});
