@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
-import { Cluster, Redis, type ClusterOptions } from 'ioredis';
+import { Cluster, type ClusterOptions } from 'ioredis';
 import { freePorts } from './ports.js';
-import { requireRedisServer, spawnRedisServer, type RedisServerProcess } from './redis-server.js';
+import { RedisNode, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
 // A real Redis Cluster of spawned redis-server processes: 3 primaries with one replica each,
@@ -35,46 +35,20 @@ export interface RedisClusterOptions {
   args?: string[];
 }
 
-export class ClusterNode {
+export class ClusterNode extends RedisNode {
   /** Node id, from CLUSTER MYID; kept across restarts (nodes.conf). */
   id = '';
-  server: RedisServerProcess | undefined;
-  /** The helper's own connection, for CLUSTER and INFO questions; fails fast while the node is down. */
-  readonly admin: Redis;
 
-  constructor(readonly port: number, readonly busPort: number, private readonly args: string[]) {
-    this.admin = new Redis(port, HOST, {
-      connectionName: 'chatline-test:cluster-admin', lazyConnect: true, enableOfflineQueue: false,
-      maxRetriesPerRequest: 0, commandTimeout: 2000, retryStrategy: () => 100,
-    });
-    this.admin.on('error', () => {});
+  constructor(port: number, readonly busPort: number, args: string[]) {
+    super(port, args);
   }
 
-  /** host:port, as REDIS_CLUSTER_NODES lists it. */
-  get address(): string {
-    return `${HOST}:${this.port}`;
-  }
-
-  get pid(): number | undefined {
-    return this.alive ? this.server!.pid : undefined;
-  }
-
-  get alive(): boolean {
-    return this.server !== undefined && !this.server.exited;
-  }
-
-  async start(): Promise<void> {
-    this.server = await spawnRedisServer(this.args);
-    if (this.admin.status === 'wait') await this.admin.connect();
-    await waitFor(`the admin connection to ${this.address}`, () => this.admin.status === 'ready', 5000);
+  override async start(): Promise<void> {
+    await super.start();
     this.id = await this.admin.cluster('MYID') as string;
   }
 
-  async kill(): Promise<void> {
-    await this.server?.kill();
-  }
-
-  toString(): string {
+  override toString(): string {
     return `${this.address} (${this.id.slice(0, 8)})`;
   }
 }
@@ -227,8 +201,7 @@ export class RedisCluster {
 
   async stop(): Promise<void> {
     for (const client of this.clients) client.disconnect();
-    for (const node of this.nodes) node.admin.disconnect();
-    await Promise.all(this.nodes.map((node) => node.kill()));
+    await Promise.all(this.nodes.map((node) => node.stop()));
     await rm(this.dir, { recursive: true, force: true });
   }
 

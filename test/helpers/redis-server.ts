@@ -1,5 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { Redis, type RedisOptions } from 'ioredis';
+import { waitFor } from './wait.js';
 
 // Spawns redis-server processes (plain, cluster nodes, sentinels) and makes sure none outlives
 // the test process: they are SIGKILLed on exit, and on SIGINT/SIGTERM when nothing else
@@ -94,4 +96,59 @@ export async function spawnRedisServer(args: string[], timeoutMs = 10_000): Prom
     throw error;
   }
   return server;
+}
+
+/**
+ * One redis-server on a fixed port of 127.0.0.1 that a helper kills and starts again (a
+ * Cluster node, a Sentinel's primary or replica, a sentinel), with the helper's own
+ * connection to it for questions: it fails fast while the server is down and reconnects by
+ * itself once it is back.
+ */
+export class RedisNode {
+  server: RedisServerProcess | undefined;
+  readonly admin: Redis;
+
+  constructor(readonly port: number, public args: string[], adminOptions: RedisOptions = {}) {
+    this.admin = new Redis(port, '127.0.0.1', {
+      connectionName: 'chatline-test:admin', lazyConnect: true, enableOfflineQueue: false,
+      maxRetriesPerRequest: 0, commandTimeout: 2000, retryStrategy: () => 100, ...adminOptions,
+    });
+    this.admin.on('error', () => {});
+  }
+
+  /** host:port, as REDIS_CLUSTER_NODES and REDIS_SENTINELS list them. */
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get alive(): boolean {
+    return this.server !== undefined && !this.server.exited;
+  }
+
+  /** The running process' id; undefined while the node is down. */
+  get pid(): number | undefined {
+    return this.alive ? this.server!.pid : undefined;
+  }
+
+  /** Starts redis-server with args and waits until the admin connection is ready. */
+  async start(): Promise<void> {
+    this.server = await spawnRedisServer(this.args);
+    if (this.admin.status === 'wait') await this.admin.connect();
+    await waitFor(`the admin connection to ${this.address}`, () => this.admin.status === 'ready', 5000);
+  }
+
+  /** SIGKILL, waiting for the exit. */
+  async kill(): Promise<void> {
+    await this.server?.kill();
+  }
+
+  /** Kills the server and closes the admin connection. */
+  async stop(): Promise<void> {
+    this.admin.disconnect();
+    await this.kill();
+  }
+
+  toString(): string {
+    return this.address;
+  }
 }
