@@ -17,8 +17,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 // marker (the chunk that carries the marker is the first one affected).
 //
 // What never happens, whatever the faults: bytes reordered or duplicated. Each direction of a
-// link is one FIFO; a FIN travels in it like a byte (held by a stall, delayed by a delay,
-// dropped by a blackhole). A reset, or an error on either socket, closes both sides at once.
+// link is one FIFO; a FIN travels in it like a byte (held by a stall, delayed by a delay; a
+// blackhole lets it through unless told to drop it too). A reset, or an error on either
+// socket, closes both sides at once.
 
 export type Direction = 'toRedis' | 'toClient' | 'both';
 type OneWay = Exclude<Direction, 'both'>;
@@ -44,6 +45,15 @@ export interface StallTarget extends FaultTarget {
    * can fire. Without it the sender never notices.
    */
   stopReading?: boolean;
+}
+
+export interface BlackholeTarget extends FaultTarget {
+  /**
+   * Drop the FIN too, as a real blackhole would: a side that closes is never heard closing, and
+   * the other keeps a half-dead connection (ioredis destroys its socket 2 s after its own FIN,
+   * its disconnectTimeout). By default a close still passes, as redis-proxy's "silence" did.
+   */
+  dropFin?: boolean;
 }
 
 /** A fault in force; clear() lifts it (bytes it held move on, in order). */
@@ -78,12 +88,14 @@ interface Rule {
   lastLinkId: number;
   delayMs: number;
   stopReading: boolean;
+  dropFin: boolean;
 }
 
 interface Policy {
   stalled: boolean;
   stopReading: boolean;
   dropping: boolean;
+  dropFin: boolean;
   delayMs: number;
 }
 
@@ -224,9 +236,9 @@ export class FaultProxy {
       && (target.links === undefined || rule.marker === target.links));
   }
 
-  /** Drops bytes (and FINs) silently; connections stay open. */
-  blackhole(target: FaultTarget = {}): Fault {
-    return this.addRules('blackhole', target, {});
+  /** Drops bytes silently; connections stay open (a close still passes unless dropFin). */
+  blackhole(target: BlackholeTarget = {}): Fault {
+    return this.addRules('blackhole', target, { dropFin: target.dropFin ?? false });
   }
 
   /** Destroys both sockets of matching open links; returns how many. New connections are still accepted. */
@@ -313,7 +325,7 @@ export class FaultProxy {
   private receive(link: Link, direction: OneWay, chunk: Buffer | typeof EOF): void {
     const pipe = link.pipes[direction];
     const policy = this.policyFor(link, direction);
-    if (policy.dropping) {
+    if (policy.dropping && (chunk !== EOF || policy.dropFin)) {
       if (chunk !== EOF) {
         pipe.dropped.bytes += chunk.length;
         this.totals.dropped[direction] += chunk.length;
@@ -363,7 +375,7 @@ export class FaultProxy {
   }
 
   private policyFor(link: Link, direction: OneWay): Policy {
-    const policy: Policy = { stalled: false, stopReading: false, dropping: false, delayMs: 0 };
+    const policy: Policy = { stalled: false, stopReading: false, dropping: false, dropFin: false, delayMs: 0 };
     for (const rule of this.rules) {
       if (rule.direction !== direction || link.id > rule.lastLinkId || !link.matches(rule.marker)) continue;
       if (rule.kind === 'stall') {
@@ -371,6 +383,7 @@ export class FaultProxy {
         policy.stopReading ||= rule.stopReading;
       } else if (rule.kind === 'blackhole') {
         policy.dropping = true;
+        policy.dropFin ||= rule.dropFin;
       } else {
         policy.delayMs = Math.max(policy.delayMs, rule.delayMs);
       }
@@ -381,7 +394,7 @@ export class FaultProxy {
   private addRules(kind: Rule['kind'], target: FaultTarget, settings: Partial<Rule>): Fault {
     const lastLinkId = target.scope === 'open' ? this.nextLinkId - 1 : Infinity;
     const added = oneWays(target.direction).map((direction): Rule => ({
-      kind, marker: target.links, direction, lastLinkId, delayMs: 0, stopReading: false, ...settings,
+      kind, marker: target.links, direction, lastLinkId, delayMs: 0, stopReading: false, dropFin: false, ...settings,
     }));
     // The same fault on the same target replaces the earlier one (so delay(0) lifts a delay).
     this.removeRules((rule) => added.some((other) => rule.kind === other.kind && rule.marker === other.marker

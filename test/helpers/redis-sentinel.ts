@@ -8,9 +8,8 @@ import { waitFor } from './wait.js';
 
 // A real Sentinel set of spawned redis-server processes: a primary, a replica, and 3 sentinels
 // (quorum 2) watching them under a name the caller gives, all on free ports of 127.0.0.1.
-// down-after-milliseconds is 1 s, failover-timeout 3 s and Sentinel's own periods shortened,
-// so a killed primary is replaced within seconds. Each sentinel has its own config file in a
-// temp dir, which it rewrites.
+// down-after-milliseconds is 1 s and failover-timeout 3 s, so a killed primary is replaced
+// within a few seconds. Each sentinel has its own config file in a temp dir, which it rewrites.
 //
 // Which node is primary changes, so it is asked of the sentinels each time. Every change waits
 // until all three sentinels agree and the new primary accepts a write.
@@ -28,15 +27,20 @@ export interface RedisSentinelOptions {
   /** More redis-server arguments for the primary and the replica, after the defaults. */
   args?: string[];
   /**
-   * Sentinel's internal periods, set with SENTINEL DEBUG (Redis 7.0+). By default INFO every
-   * 1 s (not 10 s) and hellos every 0.5 s (not 2 s): after a failover the sentinels demote the
-   * old primary within about 3 s instead of 8–11 s, and find each other sooner. `{}` keeps
-   * Redis' own timing, for a test about that window.
+   * Sentinel's internal periods, set on each sentinel with SENTINEL DEBUG (Redis 7.0+), e.g.
+   * FAST_SENTINEL_TIMING. None by default: Redis' own timing, which is what production sees.
    */
   sentinelDebug?: Record<string, number>;
 }
 
-const FAST_SENTINEL = { 'info-period': 1000, 'publish-period': 500 };
+/**
+ * INFO every 1 s (not 10 s) and hellos every 0.5 s (not 2 s): after a failover the sentinels
+ * demote the old primary within about 3 s instead of 8–11 s, and find each other sooner. Use
+ * with care: with these, 2 runs of the self-test in 5 saw the sentinels fail over a second time
+ * on their own (a machine busy with other tests; cause not pinned down). It also narrows the
+ * window in which a master that reports itself a replica is taken for down to 3 s.
+ */
+export const FAST_SENTINEL_TIMING: Record<string, number> = { 'info-period': 1000, 'publish-period': 500 };
 
 export class RedisSentinel {
   private readonly clients = new Set<Redis>();
@@ -81,7 +85,7 @@ export class RedisSentinel {
       await Promise.all(sentinelNodes.map(async (node) => {
         await writeFile(node.args[0]!, sentinelConfig(node.port, dir, name, primaryPort, options));
         await node.start();
-        const debug = Object.entries(options.sentinelDebug ?? FAST_SENTINEL).flat().map(String);
+        const debug = Object.entries(options.sentinelDebug ?? {}).flat().map(String);
         if (debug.length > 0) await node.admin.call('SENTINEL', 'DEBUG', ...debug);
       }));
       await sentinel.sentinelsSee(primary, replica, 'the sentinels to see the primary, the replica and each other', 20_000);
@@ -110,9 +114,10 @@ export class RedisSentinel {
    * SENTINEL FAILOVER: the replica becomes primary. Returns it once every sentinel names it and
    * it accepts a write. The old primary is then still a primary, taking writes from whoever is
    * connected to it, until the sentinels turn it into a replica: only after 4 hello periods and
-   * an INFO, 8–11 s with Redis' own timing, about 3 s with this helper's (see sentinelDebug).
+   * an INFO, 8–11 s with Redis' own timing (about 3 s with FAST_SENTINEL_TIMING).
    * waitUntilReplica(old) waits for that. A failover waits for it first when the previous one
-   * has not finished so.
+   * has not finished so. Like killPrimary, it does not wait for the replica to catch up:
+   * `WAIT 1 <ms>` first keeps recent writes.
    */
   async failover(timeoutMs = 30_000): Promise<RedisNode> {
     const old = await this.currentPrimary();
@@ -120,15 +125,14 @@ export class RedisSentinel {
     const deadline = Date.now() + timeoutMs;
     await this.waitUntilReplica(next, timeoutMs);
     // A sentinel refuses while its view of the replica is not good enough yet (NOGOODSLAVE)
-    // or a failover is still finishing (INPROG): ask again.
+    // or a failover is still finishing (INPROG): ask the same one again. Asking another could
+    // start a second failover on a view the first has not reached yet.
+    const sentinel = this.sentinelNodes.find((node) => node.alive)!;
     let refusal = '';
-    await waitFor(`SENTINEL FAILOVER ${this.name} to be accepted`, async () => {
-      for (const sentinel of this.sentinelNodes.filter((node) => node.alive)) {
-        const reply = await sentinel.admin.call('SENTINEL', 'FAILOVER', this.name).catch((error: Error) => error.message);
-        if (reply === 'OK') return true;
-        refusal = String(reply);
-      }
-      return false;
+    await waitFor(`SENTINEL FAILOVER ${this.name} to be accepted by ${sentinel}`, async () => {
+      const reply = await sentinel.admin.call('SENTINEL', 'FAILOVER', this.name).catch((error: Error) => error.message);
+      refusal = String(reply);
+      return reply === 'OK';
     }, deadline - Date.now()).catch((error: Error) => {
       throw new Error(`${error.message}; last refusal: ${refusal}`);
     });
@@ -151,7 +155,8 @@ export class RedisSentinel {
   /**
    * SIGKILLs the primary and waits until the sentinels have promoted the replica; returns it.
    * Waits first, like failover(), until the replica is one in sync (not an old primary the
-   * sentinels have yet to demote).
+   * sentinels have yet to demote). Writes the replica had not received are lost, as in a real
+   * crash: a test that needs them kept sends `WAIT 1 <ms>` first.
    */
   async killPrimary(timeoutMs = 30_000): Promise<RedisNode> {
     const deadline = Date.now() + timeoutMs;
@@ -221,8 +226,16 @@ export class RedisSentinel {
       last = `${primary} answers SET with ${wrote}`;
       return wrote === 'OK';
     }, timeoutMs).catch((error: Error) => {
-      throw new Error(`${error.message}; last seen: ${last}`);
+      throw new Error(`${error.message}; last seen: ${last}\n${this.sentinelEvents()}`);
     });
+  }
+
+  /** The last events each sentinel logged (+sdown, +failover-state-..., -failover-abort-...), for errors. */
+  private sentinelEvents(): string {
+    return this.sentinelNodes.map((node) => {
+      const events = (node.server?.output() ?? '').split('\n').filter((line) => /[#*] [+-]/.test(line)).slice(-12);
+      return `sentinel ${node}:\n  ${events.join('\n  ')}`;
+    }).join('\n');
   }
 
   private async replicaInSync(replica: RedisNode, primary: RedisNode, timeoutMs = 15_000): Promise<void> {

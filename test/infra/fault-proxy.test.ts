@@ -130,6 +130,19 @@ describe('fault proxy', () => {
     assert.ok(proxy.bytes.dropped.toRedis > 0);
   });
 
+  it('a blackhole lets a close through, unless told to drop the FIN too', async () => {
+    for (const dropFin of [false, true]) {
+      const name = `infra:fin-${dropFin}`;
+      const client = await connected(name);
+      proxy.blackhole({ links: name, direction: 'toClient', dropFin });
+      const closed = once(client, 'close');
+      const list = await redis.client.call('CLIENT', 'LIST') as string;
+      const id = new RegExp(`id=(\\d+) [^\\n]*name=${name} `).exec(list)![1]!;
+      await redis.client.call('CLIENT', 'KILL', 'ID', id);
+      assert.equal(await settlesWithin(closed, 300), !dropFin, dropFin ? 'the FIN was dropped' : 'the close came through');
+    }
+  });
+
   it('cut closes the chosen links only; new connections are accepted', async () => {
     const victim = await connected('infra:victim');
     const bystander = await connected('infra:bystander');
