@@ -122,6 +122,7 @@ export class RedisSentinel {
   async failover(timeoutMs = 30_000): Promise<RedisNode> {
     const old = await this.currentPrimary();
     const next = this.other(old);
+    if (!next.alive) throw new Error(`${next}, the only replica, is down: restart() it first`);
     const deadline = Date.now() + timeoutMs;
     await this.waitUntilReplica(next, timeoutMs);
     // A sentinel refuses while its view of the replica is not good enough yet (NOGOODSLAVE)
