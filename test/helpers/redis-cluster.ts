@@ -1,12 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type ClusterOptions } from 'ioredis';
 import { freePorts } from './ports.js';
-import { RedisNode, requireRedisServer } from './redis-server.js';
+import { makeTempDir, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
 // A real Redis Cluster of spawned redis-server processes: 3 primaries with one replica each,
@@ -71,7 +69,7 @@ export class RedisCluster {
   /** Starts 6 nodes, creates the cluster (3 primaries, 1 replica each) and waits until it has settled. */
   static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     requireRedisServer();
-    const dir = await mkdtemp(join(tmpdir(), 'chatline-cluster-'));
+    const dir = makeTempDir('chatline-cluster-');
     const ports = await freePorts(12);
     const nodes = Array.from({ length: 6 }, (_, i) => {
       const port = ports[i]!;
@@ -202,7 +200,7 @@ export class RedisCluster {
   async stop(): Promise<void> {
     for (const client of this.clients) client.disconnect();
     await Promise.all(this.nodes.map((node) => node.stop()));
-    await rm(this.dir, { recursive: true, force: true });
+    removeTempDir(this.dir);
   }
 
   private node(port: number): ClusterNode {

@@ -1,9 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { freePorts } from './ports.js';
-import { RedisNode, requireRedisServer } from './redis-server.js';
+import { makeTempDir, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
 // A real Sentinel set of spawned redis-server processes: a primary, a replica, and 3 sentinels
@@ -59,7 +58,7 @@ export class RedisSentinel {
   /** Starts primary and replica, then 3 sentinels, and waits until all sentinels see both and each other. */
   static async start(name: string, options: RedisSentinelOptions = {}): Promise<RedisSentinel> {
     requireRedisServer();
-    const dir = await mkdtemp(join(tmpdir(), 'chatline-sentinel-'));
+    const dir = makeTempDir('chatline-sentinel-');
     const [primaryPort, replicaPort, ...sentinelPorts] = await freePorts(5) as [number, number, ...number[]];
     const { password } = options;
     const auth = password === undefined ? {} : { password };
@@ -196,7 +195,7 @@ export class RedisSentinel {
   async stop(): Promise<void> {
     for (const client of this.clients) client.disconnect();
     await Promise.all([...this.sentinelNodes, ...this.dataNodes].map((node) => node.stop()));
-    await rm(this.dir, { recursive: true, force: true });
+    removeTempDir(this.dir);
   }
 
   private dataNode(port: number): RedisNode {

@@ -1,15 +1,22 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { waitFor } from './wait.js';
 
 // Spawns redis-server processes (plain, cluster nodes, sentinels) and makes sure none outlives
 // the test process: they are SIGKILLed on exit, and on SIGINT/SIGTERM when nothing else
 // handles the signal (redis.ts' handler, when loaded, stops its Redis and exits, which runs
-// the exit hook).
+// the exit hook). Their temp dirs (node configs, sentinel configs) go at exit too.
 
 const spawned = new Set<ChildProcess>();
-process.once('exit', killAll);
+const tempDirs = new Set<string>();
+process.once('exit', () => {
+  killAll();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     killAll();
@@ -20,6 +27,19 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 function killAll(): void {
   for (const child of spawned) child.kill('SIGKILL');
+}
+
+/** A fresh directory under the system's temp dir for node configs and files, removed at exit if not before. */
+export function makeTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+/** Removes a directory from makeTempDir now. */
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
 }
 
 export function redisServerInstalled(): boolean {
