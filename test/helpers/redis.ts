@@ -1,7 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { freePort } from './ports.js';
+import { redisServerInstalled, requireRedisServer, spawnRedisServer } from './redis-server.js';
 
 // A real Redis for tests, never a mock: a testcontainers Redis where a Docker engine answers,
 // else a redis-server spawned on a free port. With neither, startRedis throws and says what to
@@ -19,9 +20,11 @@ export interface TestRedis {
 export interface ProcessRedis extends TestRedis {
   readonly kind: 'process';
   readonly port: number;
+  /** The running redis-server's process id (a new one after restart). */
+  readonly pid: number;
   /** Kills redis-server (its data is lost: persistence is off). */
   kill(): Promise<void>;
-  /** Starts an empty redis-server again on the same port. */
+  /** Starts an empty redis-server again on the same port, with the same arguments. */
   restart(): Promise<void>;
 }
 
@@ -39,59 +42,102 @@ export async function startRedis(kind = process.env.CHATLINE_TEST_REDIS): Promis
   return startRedisProcess();
 }
 
-export async function startRedisProcess(): Promise<ProcessRedis> {
+export interface RedisProcessOptions {
+  /**
+   * More redis-server arguments, after the defaults (127.0.0.1, a free port, no persistence),
+   * so a setting given here wins: `['--maxmemory', '10mb']`,
+   * `['--client-output-buffer-limit', 'pubsub', '64kb', '32kb', '1']`,
+   * `['--enable-debug-command', 'yes']` (Redis 7 refuses DEBUG without it; see sleepRedis).
+   */
+  args?: string[];
+  /** Sets requirepass; url and client carry it. A `--requirepass` in args does the same. */
+  password?: string;
+}
+
+export async function startRedisProcess(options: RedisProcessOptions = {}): Promise<ProcessRedis> {
   installCleanup();
-  if (!redisServerInstalled()) throw new Error('redis-server is not installed: apt-get install -y redis-server');
+  requireRedisServer();
   const port = await freePort();
-  let child = await launch(port);
-  const url = `redis://127.0.0.1:${port}`;
-  const client = await assertionClient(url);
+  const password = options.password ?? argumentAfter(options.args ?? [], '--requirepass');
+  const args = [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+    ...(password === undefined ? [] : ['--requirepass', password]),
+    ...(options.args ?? []),
+  ];
+  let server = await spawnRedisServer(args);
+  const url = password === undefined
+    ? `redis://127.0.0.1:${port}`
+    : `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+  let client: Redis;
+  try {
+    client = await assertionClient(url);
+  } catch (error) {
+    await server.kill();
+    throw error;
+  }
   const redis: ProcessRedis = {
     url,
     kind: 'process',
     port,
     client,
+    get pid() {
+      return server.pid;
+    },
     async kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await once(child, 'exit');
+      await server.kill();
     },
     async restart() {
-      await redis.kill();
-      child = await launch(port);
+      await server.kill();
+      server = await spawnRedisServer(args);
     },
     async stop() {
       running.delete(redis);
       client.disconnect();
-      await redis.kill();
+      await server.kill();
     },
   };
   running.add(redis);
   return redis;
 }
 
-async function launch(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let output = '';
-  child.stdout!.setEncoding('utf8');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
-    child.stdout!.on('data', (text: string) => {
-      output += text;
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited with ${code}:\n${output}`));
-    });
+function argumentAfter(args: string[], name: string): string | undefined {
+  const index = args.lastIndexOf(name);
+  return index === -1 ? undefined : args[index + 1];
+}
+
+/**
+ * Puts Redis to sleep for `seconds` with DEBUG SLEEP (Redis 7 needs `--enable-debug-command yes`),
+ * sent on a connection of its own so the test's clients stay free to observe. Resolves once
+ * Redis is asleep: a PING on a third connection went 100 ms without an answer. `awake`
+ * resolves when Redis answers the DEBUG SLEEP, that is, when it is serving again.
+ */
+export async function sleepRedis(url: string, seconds: number): Promise<{ awake: Promise<void> }> {
+  const connection = (name: string) => new Redis(url, {
+    connectionName: `chatline-test:${name}`, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
   });
-  child.stdout!.resume();
-  return child;
+  const sleeper = connection('sleeper');
+  const prober = connection('sleep-prober');
+  for (const client of [sleeper, prober]) client.on('error', () => {});
+  try {
+    await Promise.all([sleeper.connect(), prober.connect()]);
+    let refused: Error | undefined;
+    let answered = false;
+    const awake = sleeper.call('DEBUG', 'SLEEP', String(seconds)).then(
+      () => { answered = true; },
+      (error: Error) => { refused = error; },
+    ).finally(() => sleeper.disconnect());
+    for (;;) {
+      const ping = prober.ping().catch(() => 'closed');
+      const reply = await Promise.race([ping, sleep(100).then(() => 'silent')]);
+      if (refused) {
+        throw new Error(`DEBUG SLEEP refused: ${refused.message} (start Redis with args ['--enable-debug-command', 'yes'])`);
+      }
+      if (reply === 'silent' || answered) return { awake };
+      await sleep(5);
+    }
+  } finally {
+    prober.disconnect();
+  }
 }
 
 async function startRedisContainer(): Promise<TestRedis> {
@@ -126,10 +172,6 @@ async function assertionClient(url: string): Promise<Redis> {
 async function dockerAnswers(): Promise<boolean> {
   const result = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { timeout: 10_000, encoding: 'utf8' });
   return result.status === 0 && result.stdout.trim() !== '';
-}
-
-function redisServerInstalled(): boolean {
-  return spawnSync('redis-server', ['--version']).status === 0;
 }
 
 function installCleanup(): void {
