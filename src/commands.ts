@@ -112,6 +112,8 @@ export const COMMANDS: readonly CommandSpec[] = [
         return replies.ok() + replies.roomMessage(me.user, result.roomName, text);
       }
       if (nameKey(target.user) === nameKey(me.user)) {
+        // Answered here, but only while the name is surely still ours (not after a long pause).
+        await context.backplane.confirm(me);
         metrics.messagesAccepted.inc({ kind: 'dm' });
         return replies.ok() + replies.userMessage(me.user, text);
       }

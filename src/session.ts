@@ -206,10 +206,13 @@ export class Session implements ClientHandle {
   private takeFrame(frame: Frame): void {
     if (!this.allowance.take()) {
       metrics.rateLimited.inc();
-      this.answerAtOnce(replies.rateLimited());
-      // A client that keeps sending into the limit gets a bounded number of refusals.
-      if (!this.strikes.take()) this.closeWith(replies.rateLimited(), 'rate_abuse');
-      return;
+      // A client that keeps sending into the limit gets a bounded number of refusals: the last
+      // one ends the connection, once the replies before it are written.
+      if (this.strikes.take()) return this.answerAtOnce(replies.rateLimited());
+      this.closeReason = 'rate_abuse';
+      this.stopTakingCommands();
+      this.replySlots.push({ text: replies.rateLimited(), closeAfter: true });
+      return this.flushReplies();
     }
     this.lastCommandAt = performance.now();
     if ('error' in frame) return this.answerAtOnce(replies.error(frame.error));

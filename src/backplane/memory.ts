@@ -108,6 +108,10 @@ export class MemoryBackplane implements Backplane {
     return 'ok';
   }
 
+  async confirm(member: Member): Promise<void> {
+    this.logins.acting(member);
+  }
+
   async roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
     this.logins.acting(member);
     const roomEntry = this.state.rooms.get(nameKey(room));

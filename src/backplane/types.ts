@@ -65,6 +65,12 @@ export interface Backplane {
   sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult>;
   /** Delivers to the user's connection; a message to oneself is delivered too. */
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult>;
+  /**
+   * Resolves once this backplane may act for the member now (its login is held here, and the
+   * worker knows it has not been taken for dead): for what a session answers by itself, like a
+   * message to oneself.
+   */
+  confirm(member: Member): Promise<void>;
   /** WHO: the room's members at one moment. */
   roomMembers(member: Member, room: string): Promise<RoomMembersResult>;
   /** ROOMS: every room that exists, with its member count, at one moment per room. */

@@ -33,6 +33,8 @@ export class History {
   readonly deliveries: Delivery[] = [];
   /** Unasked lines other than deliveries (ERROR … IS ALREADY TAKEN after a fault, goodbyes). */
   readonly notices: Delivery[] = [];
+  /** Connections that ended (either side closed): whatever they held ended with them. */
+  readonly closes: { client: number; connection: number; at: number }[] = [];
   private nextConnection = 0;
 
   connectionNumber(): number {
@@ -53,6 +55,7 @@ export class TrackedClient {
   private buffer = '';
   private pending: { operation: Operation; resolve: (reply: string | undefined) => void; ownCopy: boolean } | undefined;
   private seq = 0;
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(readonly id: number, private readonly history: History, private readonly port: () => number) {}
 
@@ -72,10 +75,21 @@ export class TrackedClient {
     socket.on('close', () => this.closed(socket));
   }
 
-  /** Sends one command and resolves with its reply; undefined when the connection closed first or it timed out. */
-  async command(line: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string | undefined> {
+  /**
+   * Sends one command once the ones before it were answered, and resolves with its reply;
+   * undefined when the connection closed first or it timed out. "{tag}" in the line becomes
+   * this command's own tag ("h:<client>:<seq>"), by which the checker finds a delivered message.
+   */
+  command(line: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<string | undefined> {
+    const seq = ++this.seq;
+    const sent = this.queue.then(() => this.send(line.replaceAll('{tag}', `h:${this.id}:${seq}`), seq, timeoutMs));
+    this.queue = sent.then(() => {}, () => {});
+    return sent;
+  }
+
+  private async send(line: string, seq: number, timeoutMs: number): Promise<string | undefined> {
     if (!this.open || !this.socket) return undefined;
-    const operation: Operation = { client: this.id, seq: ++this.seq, command: line, as: this.name, sentAt: performance.now() };
+    const operation: Operation = { client: this.id, seq, command: line, as: this.name, sentAt: performance.now() };
     this.history.operations.push(operation);
     const reply = await new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(undefined), timeoutMs);
@@ -92,11 +106,6 @@ export class TrackedClient {
     this.pending = undefined;
     if (reply !== undefined) this.learn(line, reply);
     return reply;
-  }
-
-  /** The text a message carries so the checker can find its operation: "h:<client>:<seq>". */
-  nextTag(): string {
-    return `h:${this.id}:${this.seq + 1}`;
   }
 
   close(): void {
@@ -167,6 +176,7 @@ export class TrackedClient {
 
   private closed(socket: Socket): void {
     if (socket !== this.socket) return;
+    this.history.closes.push({ client: this.id, connection: this.connection, at: performance.now() });
     this.open = false;
     this.loggedOut();
     this.pending?.resolve(undefined);

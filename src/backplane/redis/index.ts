@@ -287,6 +287,12 @@ export class RedisBackplane implements Backplane {
     });
   }
 
+  confirm(member: Member): Promise<void> {
+    return this.guarded(async () => {
+      this.logins.acting(member);
+    });
+  }
+
   roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
     return this.guarded(async () => {
       this.logins.acting(member);
