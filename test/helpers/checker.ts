@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { RedisKeys, ROOM_SHARDS } from '../../src/backplane/redis/keys.js';
 import type { Delivery, History, Operation, TrackedClient } from './tracked-client.js';
 
@@ -141,20 +141,22 @@ export interface SharedState {
   rooms: Map<string, Set<string>>;
 }
 
-/** Every user and membership in Redis under a prefix, read with the key names of keys.ts. */
-export async function readSharedState(redis: Redis, prefix: string): Promise<SharedState> {
+/** Every user and membership in Redis under a prefix, read with the key names of keys.ts (one Redis, or every primary of a Cluster). */
+export async function readSharedState(redis: Redis | Cluster, prefix: string): Promise<SharedState> {
   const keys = new RedisKeys(prefix);
   const users = new Map<string, string>();
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', keys.user('*'), 'COUNT', 1000);
-    for (const key of found) {
-      const userKey = key.slice(prefix.length + 1, key.indexOf('}'));
-      const login = await redis.hget(key, 'login');
-      if (login !== null) users.set(userKey, login);
-    }
-    cursor = next;
-  } while (cursor !== '0');
+  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    let cursor = '0';
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', keys.user('*'), 'COUNT', 1000);
+      for (const key of found) {
+        const userKey = key.slice(prefix.length + 1, key.indexOf('}'));
+        const login = await redis.hget(key, 'login');
+        if (login !== null) users.set(userKey, login);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+  }
   const rooms = new Map<string, Set<string>>();
   for (let shard = 0; shard < ROOM_SHARDS; shard++) {
     for (const roomKey of await redis.hkeys(keys.roomNames(shard))) {

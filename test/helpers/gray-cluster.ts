@@ -1,23 +1,40 @@
+import type { Cluster, Redis } from 'ioredis';
 import { ChatProcess } from './chat-process.js';
 import { checkHistory, checkNoDeafUser, checkSharedState, type HistoryOptions, readSharedState } from './checker.js';
 import { FaultProxy } from './fault-proxy.js';
+import { RedisCluster } from './redis-cluster.js';
+import { RedisSentinel } from './redis-sentinel.js';
 import { type ProcessRedis, startRedisProcess } from './redis.js';
 import { History, TrackedClient } from './tracked-client.js';
 
-// The smallest real cluster for fault tests: one redis-server (DEBUG allowed, so it can be made
-// to stall), optionally behind a fault proxy, and two instances of two workers each, with
-// clients that keep a history. check() waits out the settle time and runs every checker.
+// The smallest real cluster for fault tests: two instances of two workers each, with clients
+// that keep a history, over one of the Redis topologies chatline runs on:
+//   'single'    one redis-server (DEBUG allowed, so it can be made to stall), optionally behind a
+//               fault proxy;
+//   'cluster'   a Redis Cluster of 3 primaries and 3 replicas;
+//   'sentinel'  a primary, a replica and 3 sentinels.
+// check() waits out the settle time and runs every checker.
 
 export interface GrayClusterOptions {
   prefix: string;
   nodeTtlMs: number;
+  topology?: 'single' | 'cluster' | 'sentinel';
   /** More environment for both instances. */
   env?: Record<string, string>;
-  /** More redis-server arguments. */
+  /** More redis-server arguments (every node). */
   redisArgs?: string[];
-  /** Workers reach Redis through a fault proxy. */
+  /** Workers reach Redis through a fault proxy (single only). */
   proxy?: boolean;
   workers?: number;
+}
+
+/** Where the shared state lives, as the test sees it. */
+interface Store {
+  /** What chatline is told to use. */
+  env: Record<string, string>;
+  /** A client that reads the shared state. */
+  reader: Redis | Cluster;
+  stop(): Promise<void>;
 }
 
 export class GrayCluster {
@@ -26,26 +43,62 @@ export class GrayCluster {
   private probeCount = 0;
 
   private constructor(
-    readonly redis: ProcessRedis,
+    private readonly store: Store,
+    /** The Redis of the 'single' topology. */
+    readonly single: ProcessRedis | undefined,
+    readonly redisCluster: RedisCluster | undefined,
+    readonly sentinel: RedisSentinel | undefined,
     readonly proxy: FaultProxy | undefined,
     readonly instances: ChatProcess[],
     readonly options: GrayClusterOptions,
   ) {}
 
+  /** The one redis-server of the 'single' topology. */
+  get redis(): ProcessRedis {
+    if (!this.single) throw new Error('this cluster does not run on a single redis-server');
+    return this.single;
+  }
+
   static async start(options: GrayClusterOptions): Promise<GrayCluster> {
-    const redis = await startRedisProcess({ args: ['--enable-debug-command', 'yes', ...(options.redisArgs ?? [])] });
+    const args = options.redisArgs ?? [];
+    let single: ProcessRedis | undefined;
+    let redisCluster: RedisCluster | undefined;
+    let sentinel: RedisSentinel | undefined;
     let proxy: FaultProxy | undefined;
+    let store: Store | undefined;
     try {
-      proxy = options.proxy ? await FaultProxy.start(redis.port) : undefined;
-      const url = proxy ? `redis://127.0.0.1:${proxy.port}` : redis.url;
+      switch (options.topology ?? 'single') {
+        case 'single': {
+          single = await startRedisProcess({ args: ['--enable-debug-command', 'yes', ...args] });
+          proxy = options.proxy ? await FaultProxy.start(single.port) : undefined;
+          const redis = single;
+          store = { env: { REDIS_URL: proxy ? proxy.url : redis.url }, reader: redis.client, stop: () => redis.stop() };
+          break;
+        }
+        case 'cluster': {
+          const started = await RedisCluster.start({ args });
+          redisCluster = started;
+          store = { env: { REDIS_CLUSTER_NODES: started.seeds.join(',') }, reader: started.connect(), stop: () => started.stop() };
+          break;
+        }
+        case 'sentinel': {
+          const started = await RedisSentinel.start('chat', { args });
+          sentinel = started;
+          store = {
+            env: { REDIS_SENTINELS: started.sentinels.join(','), REDIS_SENTINEL_NAME: 'chat' },
+            reader: started.connect(),
+            stop: () => started.stop(),
+          };
+          break;
+        }
+      }
       const instances = await ChatProcess.startPair({
-        REDIS_URL: url, REDIS_PREFIX: options.prefix, NODE_TTL_MS: String(options.nodeTtlMs), RATE_PER_SEC: '0',
-        ...options.env,
+        ...store.env, REDIS_PREFIX: options.prefix, NODE_TTL_MS: String(options.nodeTtlMs), RATE_PER_SEC: '0', ...options.env,
       }, options.workers ?? 2);
-      return new GrayCluster(redis, proxy, instances, options);
+      return new GrayCluster(store, single, redisCluster, sentinel, proxy, instances, options);
     } catch (error) {
       await proxy?.stop();
-      await redis.stop();
+      await store?.stop();
       throw error;
     }
   }
@@ -75,7 +128,7 @@ export class GrayCluster {
   async check(settleMs = this.options.nodeTtlMs + 1000, history: HistoryOptions = {}): Promise<string[]> {
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const violations = checkHistory(this.history, history);
-    violations.push(...checkSharedState(await readSharedState(this.redis.client, this.options.prefix), this.clients));
+    violations.push(...checkSharedState(await readSharedState(this.store.reader, this.options.prefix), this.clients));
     const probe = new TrackedClient(-(++this.probeCount), this.history, () => this.instances[0]!.port);
     await probe.connect();
     if ((await probe.command(`LOGIN probe${this.probeCount}`)) !== 'OK') return [...violations, 'the probe could not log in'];
@@ -98,6 +151,6 @@ export class GrayCluster {
     }
     await Promise.all(this.instances.map((instance) => instance.stop()));
     await this.proxy?.stop();
-    await this.redis.stop();
+    await this.store.stop();
   }
 }

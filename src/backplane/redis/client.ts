@@ -4,7 +4,7 @@ import { ConfigError, describeRedis } from '../../config.js';
 import type { Logger } from '../../log.js';
 import { metrics } from '../../metrics.js';
 import { BackplaneUnavailableError, type UnavailableReason } from '../errors.js';
-import { UNPIPELINED_SCRIPTS } from './scripts.js';
+import { UNPIPELINED_COMMANDS } from './scripts.js';
 
 // The one place Redis clients are made, so every connection fails the same way: a command
 // sent while Redis is unreachable errors at once instead of waiting in an offline queue. No
@@ -42,7 +42,7 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
     ...perConnection,
     enableOfflineQueue: false,
     enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: UNPIPELINED_SCRIPTS,
+    autoPipeliningIgnoredCommands: UNPIPELINED_COMMANDS,
     lazyConnect: true,
     retryStrategy: reconnectDelay,
   };
@@ -65,7 +65,7 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
         redisOptions: perConnection,
         enableOfflineQueue: false,
         enableAutoPipelining: true,
-        autoPipeliningIgnoredCommands: UNPIPELINED_SCRIPTS,
+        autoPipeliningIgnoredCommands: UNPIPELINED_COMMANDS,
         lazyConnect: true,
         clusterRetryStrategy: reconnectDelay,
         // Slot ownership is read again this often even when nothing failed (5.x had no default).

@@ -51,6 +51,12 @@ interface GateWaiter {
   timer: NodeJS.Timeout;
 }
 
+/** Redis Cluster: a room and its members (member key, login id) as of one instant. */
+interface RoomMembers {
+  roomName: string;
+  members: [memberKey: string, loginId: string][];
+}
+
 const SPACE = 0x20;
 /** A subscriber connected this many beats without seeing its own probe has stopped delivering. */
 const SILENT_BEATS = 3;
@@ -76,6 +82,8 @@ export class RedisBackplane implements Backplane {
   private workerId = newWorkerId();
   private loginCount = 0;
   private readonly gateQueue: GateWaiter[] = [];
+  /** Redis Cluster: per sender, the fan-out of its last room message, until it is published. */
+  private readonly fanOuts = new Map<string, Promise<void>>();
   /** Commands admitted through the gate and not finished. */
   private operations = 0;
   private drainWaiters: (() => void)[] = [];
@@ -139,6 +147,10 @@ export class RedisBackplane implements Backplane {
       // next heartbeat tells which, and a reconcile (renewing if the key was gone) follows.
       this.pendingRepair ??= { reason: 'redis reconnected', renew: false };
       void this.lease.beat();
+    });
+    // A cluster's failover may lose writes a primary acknowledged: the same repair as a restart.
+    commands.on('-node', () => {
+      if (!this.closing) this.pendingRepair ??= { reason: 'a cluster node went away', renew: false };
     });
   }
 
@@ -267,20 +279,73 @@ export class RedisBackplane implements Backplane {
       const roomKey = nameKey(room);
       const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
       const [names] = this.keys.roomIndex(roomKey);
-      const reply = await awaitReply(this.scripts.sendToRoom(this.keys.roomMembers(roomKey), names, nameKey(sender.user),
-        sender.loginId, roomKey, this.deadline(), 'feed', lineBefore, lineAfter, this.keys.roomFeed(roomKey), this.publish),
-      (late) => {
-        if (late[0] === 1) metrics.lateEffects.inc({ kind: 'room' });
-      });
-      if (reply[0] === EXPIRED) throw new BackplaneUnavailableError('timeout');
-      if (reply[0] === 0) return 'not-available';
-      return { roomName: reply[1]! };
+      const lookup = this.scripts.sendToRoom(this.keys.roomMembers(roomKey), names, nameKey(sender.user),
+        sender.loginId, roomKey, this.deadline(), this.feeds ? 'feed' : 'members', lineBefore, lineAfter,
+        this.keys.roomFeed(roomKey), this.publish);
+      if (this.feeds) {
+        const reply = await awaitReply(lookup, (late) => {
+          if (late[0] === 1) metrics.lateEffects.inc({ kind: 'room' });
+        });
+        if (reply[0] === EXPIRED) throw new BackplaneUnavailableError('timeout');
+        return reply[0] === 0 ? 'not-available' : { roomName: reply[1]! };
+      }
+      return this.fanOutInOrder(sender, this.membersOf(lookup), lineBefore, lineAfter);
     });
+  }
+
+  /**
+   * Redis Cluster: the room's script answers with the members as of the instant it ran. When the
+   * lookup is given up on, nothing is published later, so a room message answered SERVICE
+   * UNAVAILABLE has no effect here even if the lookup did run.
+   */
+  private async membersOf(lookup: Promise<[1 | 0 | -1, string?, ...string[]]>): Promise<RoomMembers | 'not-available'> {
+    const [status, roomName, ...entries] = await awaitReply(lookup, () => {});
+    if (status === EXPIRED) throw new BackplaneUnavailableError('timeout');
+    if (status === 0) return 'not-available';
+    const members: RoomMembers['members'] = [];
+    for (let i = 0; i < entries.length; i += 2) members.push([entries[i]!, entries[i + 1]!.slice(0, entries[i + 1]!.indexOf(' '))]);
+    return { roomName: roomName!, members };
+  }
+
+  /**
+   * Per-sender order on Redis Cluster, where a DM and a room's lookup run on different nodes:
+   * the fan-outs of one sender's room messages are published in the order the messages were
+   * accepted, each after the one before, and a DM waits for the fan-out of a room message sent
+   * before it. The line goes to each member's inbox addressed to the member's login id (a later
+   * login of the name never gets it); publishes to one inbox then leave this worker on one
+   * node's connection in that order, pipelined per node by ioredis, and Redis delivers them to
+   * the recipient's shard subscription in that order.
+   */
+  private fanOutInOrder(sender: Member, lookedUp: Promise<RoomMembers | 'not-available'>, lineBefore: string, lineAfter: string,
+  ): Promise<RoomMessageResult> {
+    const before = this.fanOuts.get(sender.loginId);
+    const published = (async (): Promise<RoomMessageResult> => {
+      const room = await lookedUp;
+      await before;
+      // DMs that waited for the fan-out before this one were queued as it finished: they go first.
+      this.directs.flush();
+      if (room === 'not-available') return room;
+      const line = lineBefore + room.roomName + lineAfter;
+      for (const [memberKey, loginId] of room.members) {
+        // At most once: a member whose node is away misses this message.
+        this.commands.spublish(this.keys.userInbox(memberKey), `${loginId} ${line}`).catch(() => {});
+      }
+      return { roomName: room.roomName };
+    })();
+    const settled = published.then(() => {}, () => {});
+    this.fanOuts.set(sender.loginId, settled);
+    void settled.then(() => {
+      if (this.fanOuts.get(sender.loginId) === settled) this.fanOuts.delete(sender.loginId);
+    });
+    return published;
   }
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
     return this.guarded(async () => {
       this.logins.acting(sender);
+      // Redis Cluster: after the fan-out of this sender's earlier room message (fanOutInOrder).
+      const fanOut = this.fanOuts.get(sender.loginId);
+      if (fanOut) await fanOut;
       const outcome = await this.directs.send(sender, nameKey(sender.user), nameKey(user), replies.userMessage(sender.user, text));
       if (outcome === -2) return this.notOwner();
       return outcome === 1 ? 'ok' : 'not-found';

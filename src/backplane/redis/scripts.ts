@@ -24,12 +24,13 @@ type ScriptName = keyof typeof SCRIPT_FILES;
 const commandName = (name: ScriptName) => `chatline_${name}`;
 
 /**
- * Scripts written to Redis the moment they are called instead of through ioredis'
+ * Commands written to Redis the moment they are called instead of through ioredis'
  * auto-pipeline, which defers to the next setImmediate. The DM batch is already one call per
- * event-loop turn, and deferring it again cost a whole extra turn. Room messages go the same
- * way so that every delivery leaves in the order it was called, as per-sender order needs.
+ * event-loop turn, and deferring it again cost a whole extra turn. Room messages, and on Redis
+ * Cluster their fan-out publishes, go the same way so that every delivery leaves in the order
+ * it was called, as per-sender order needs.
  */
-export const UNPIPELINED_SCRIPTS = [commandName('sendDirect'), commandName('sendToRoom')];
+export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom'), 'spublish'];
 
 type Arg = string | number;
 

@@ -52,9 +52,22 @@ export class Subscriptions {
     private readonly events: SubscriptionEvents,
     private readonly log: Logger,
   ) {
-    this.connectedOnce = subscriber.status === 'ready';
+    // On a cluster, subscribing is only known to work once start() subscribed the first channels.
+    this.connectedOnce = !sharded && subscriber.status === 'ready';
     const onMessage = (channel: Buffer, message: Buffer) => events.message(channel.toString('latin1'), message);
     subscriber.on(sharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
+    if (sharded) {
+      // ioredis keeps shard channels per slot and subscribes them again itself whenever the
+      // cluster's shape changes or a shard's connection is replaced; each time it is done it
+      // says so. What was published meanwhile on the lost connections is gone.
+      subscriber.on('subscribersReady', () => {
+        if (!this.connectedOnce) return;
+        metrics.subscriberResubscribes.inc();
+        this.log.warn('shard subscriptions were made again after the cluster changed (messages sent meanwhile may be lost)');
+        this.events.resubscribed();
+      });
+      return;
+    }
     subscriber.on('ready', () => {
       if (this.connectedOnce) this.resubscribing = this.resubscribeAll();
       this.connectedOnce = true;
@@ -65,6 +78,7 @@ export class Subscriptions {
   async start(permanent: string[]): Promise<void> {
     this.permanent = permanent;
     await this.send('subscribe', permanent);
+    this.connectedOnce = true;
   }
 
   /** Replaces the permanent channels (a new worker identity after a fault). */
