@@ -156,7 +156,8 @@ describe(`nemesis (seed ${SEED}, ${RUN_MS / 1000} s)`, () => {
     // such a message may be delivered, within the documented bound of its sending.
     const violations = await cluster.check(undefined, { lostReplyBoundMs: COMMAND_BUDGET_MS + DELIVERY_SLACK_MS });
     if (violations.length > 0 && process.env.CHATLINE_NEMESIS_HISTORY) {
-      writeFileSync(process.env.CHATLINE_NEMESIS_HISTORY, JSON.stringify({ seed: SEED, faults, violations, ...cluster.history }, null, 1));
+      const serverErrors = cluster.instances.flatMap((instance) => instance.logs.filter((line) => Number(line.level) >= 50));
+      writeFileSync(process.env.CHATLINE_NEMESIS_HISTORY, JSON.stringify({ seed: SEED, faults, violations, serverErrors, ...cluster.history }, null, 1));
     }
     const operations = cluster.history.operations.length;
     const deliveries = cluster.history.deliveries.length;

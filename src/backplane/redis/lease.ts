@@ -26,6 +26,8 @@ const BEATS_PER_TTL = 10;
 const KEY_SHARE = 0.7;
 /** The worker stops acting this share of NODE_TTL_MS before its key could expire. */
 const MARGIN_SHARE = 0.1;
+/** A deadline no script can meet (0 would mean "no deadline"). */
+const ALREADY_PAST = 1;
 /** A heartbeat that gets no answer within this many beats counts as failed. */
 const BEAT_TIMEOUT_BEATS = 2;
 
@@ -97,9 +99,12 @@ export class Lease {
     return performance.now() < this.validUntil;
   }
 
-  /** A deadline on Redis' clock `budgetMs` from now, never past the lease. */
+  /**
+   * A deadline on Redis' clock `budgetMs` from now, never past the lease. Without a lease it is
+   * already past (1 ms after the epoch): a script fenced by it does nothing.
+   */
   deadline(budgetMs: number): Deadline {
-    return Math.min(performance.now() + budgetMs, this.validUntil) + this.offsetMs;
+    return Math.max(ALREADY_PAST, Math.min(performance.now() + budgetMs, this.validUntil) + this.offsetMs);
   }
 
   /** Heartbeats now unless one is already under way. */
