@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { COMMAND_BUDGET_MS } from '../../src/backplane/redis/reply-wait.js';
@@ -13,8 +12,8 @@ import type { TrackedClient } from '../helpers/tracked-client.js';
 // restarted empty). Afterwards the checker judges the history and the state.
 //
 // Seeded: CHATLINE_NEMESIS_SEED repeats a run, CHATLINE_NEMESIS_SECONDS sets its length; the
-// seed is printed, and named in the failure message; CHATLINE_NEMESIS_HISTORY=<file> keeps the
-// history of a failed run there.
+// seed is printed, and named in the failure message; CHATLINE_HISTORY_DIR=<dir> keeps the
+// history of a failed run there (as for every gray-failure test).
 
 const SEED = Number(process.env.CHATLINE_NEMESIS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const RUN_MS = Number(process.env.CHATLINE_NEMESIS_SECONDS ?? 60) * 1000;
@@ -155,10 +154,6 @@ describe(`nemesis (seed ${SEED}, ${RUN_MS / 1000} s)`, () => {
     // Cutting connections and black-holing replies lose answers to commands Redis did run:
     // such a message may be delivered, within the documented bound of its sending.
     const violations = await cluster.check(undefined, { lostReplyBoundMs: COMMAND_BUDGET_MS + DELIVERY_SLACK_MS });
-    if (violations.length > 0 && process.env.CHATLINE_NEMESIS_HISTORY) {
-      const serverErrors = cluster.instances.flatMap((instance) => instance.logs.filter((line) => Number(line.level) >= 50));
-      writeFileSync(process.env.CHATLINE_NEMESIS_HISTORY, JSON.stringify({ seed: SEED, faults, violations, serverErrors, ...cluster.history }, null, 1));
-    }
     const operations = cluster.history.operations.length;
     const deliveries = cluster.history.deliveries.length;
     console.log(`nemesis seed ${SEED}: ${faults.length} faults, ${operations} commands, ${deliveries} deliveries, ${violations.length} violations`);

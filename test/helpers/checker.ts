@@ -145,6 +145,8 @@ export interface SharedState {
 export async function readSharedState(redis: Redis | Cluster, prefix: string): Promise<SharedState> {
   const keys = new RedisKeys(prefix);
   const users = new Map<string, string>();
+  // A Cluster client knows every primary only once it is ready.
+  if (redis instanceof Cluster && redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
     let cursor = '0';
     do {

@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import { ChatProcess } from './chat-process.js';
 import { checkHistory, checkNoDeafUser, checkSharedState, type HistoryOptions, readSharedState } from './checker.js';
@@ -33,7 +35,7 @@ interface Store {
   /** What chatline is told to use. */
   env: Record<string, string>;
   /** A client that reads the shared state. */
-  reader: Redis | Cluster;
+  reader(): Redis | Cluster;
   stop(): Promise<void>;
 }
 
@@ -72,21 +74,23 @@ export class GrayCluster {
           single = await startRedisProcess({ args: ['--enable-debug-command', 'yes', ...args] });
           proxy = options.proxy ? await FaultProxy.start(single.port) : undefined;
           const redis = single;
-          store = { env: { REDIS_URL: proxy ? proxy.url : redis.url }, reader: redis.client, stop: () => redis.stop() };
+          store = { env: { REDIS_URL: proxy ? proxy.url : redis.url }, reader: () => redis.client, stop: () => redis.stop() };
           break;
         }
         case 'cluster': {
           const started = await RedisCluster.start({ args });
           redisCluster = started;
-          store = { env: { REDIS_CLUSTER_NODES: started.seeds.join(',') }, reader: started.connect(), stop: () => started.stop() };
+          // A fresh client for each reading: one made before a failover may still point at a dead primary.
+          store = { env: { REDIS_CLUSTER_NODES: started.seeds.join(',') }, reader: () => started.connect(), stop: () => started.stop() };
           break;
         }
         case 'sentinel': {
           const started = await RedisSentinel.start('chat', { args });
           sentinel = started;
+          const reader = started.connect();
           store = {
             env: { REDIS_SENTINELS: started.sentinels.join(','), REDIS_SENTINEL_NAME: 'chat' },
-            reader: started.connect(),
+            reader: () => reader,
             stop: () => started.stop(),
           };
           break;
@@ -128,13 +132,25 @@ export class GrayCluster {
   async check(settleMs = this.options.nodeTtlMs + 1000, history: HistoryOptions = {}): Promise<string[]> {
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const violations = checkHistory(this.history, history);
-    violations.push(...checkSharedState(await readSharedState(this.store.reader, this.options.prefix), this.clients));
+    violations.push(...checkSharedState(await readSharedState(this.store.reader(), this.options.prefix), this.clients));
     const probe = new TrackedClient(-(++this.probeCount), this.history, () => this.instances[0]!.port);
     await probe.connect();
     if ((await probe.command(`LOGIN probe${this.probeCount}`)) !== 'OK') return [...violations, 'the probe could not log in'];
     violations.push(...await checkNoDeafUser(this.clients, probe, this.history));
     probe.destroy();
+    this.keepHistory(violations);
     return violations;
+  }
+
+  /** With CHATLINE_HISTORY_DIR set, a run that broke an invariant leaves its history (and the servers' errors) there. */
+  private keepHistory(violations: string[]): void {
+    const dir = process.env.CHATLINE_HISTORY_DIR;
+    if (!dir || violations.length === 0) return;
+    const serverErrors = this.instances.flatMap((instance) => instance.logs.filter((line) =>
+      Number(line.level) >= 30 && !/^connection (opened|closed)$/.test(line.msg)));
+    const file = join(dir, `history-${this.options.prefix.replace(/\W/g, '')}-${Date.now()}.json`);
+    writeFileSync(file, JSON.stringify({ violations, serverErrors, ...this.history }, null, 1));
+    console.log(`history of the failed run: ${file}`);
   }
 
   /** Pids of instance `instance`'s workers. */

@@ -224,7 +224,7 @@ export class RedisBackplane implements Backplane {
 
   join(member: Member, room: string): Promise<JoinResult> {
     return this.guarded(async () => {
-      const login = this.logins.acting(member);
+      const login = this.acting(member);
       const roomKey = nameKey(room);
       if (login.rooms.has(roomKey)) return 'already-joined';
       const ticket = await this.feeds?.enter(roomKey);
@@ -257,7 +257,7 @@ export class RedisBackplane implements Backplane {
 
   part(member: Member, room: string): Promise<PartResult> {
     return this.guarded(async () => {
-      const login = this.logins.acting(member);
+      const login = this.acting(member);
       const roomKey = nameKey(room);
       if (!login.rooms.has(roomKey)) return 'not-in-room';
       const left = await awaitReply(this.state.partAndUnindex(member, roomKey, this.deadline()), (late) => {
@@ -273,7 +273,7 @@ export class RedisBackplane implements Backplane {
 
   sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
     return this.guarded(async () => {
-      this.logins.acting(sender);
+      this.acting(sender);
       // DMs accepted before this message must reach Redis before it: a recipient may be in the room.
       this.directs.flush();
       const roomKey = nameKey(room);
@@ -342,7 +342,7 @@ export class RedisBackplane implements Backplane {
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
     return this.guarded(async () => {
-      this.logins.acting(sender);
+      this.acting(sender);
       // Redis Cluster: after the fan-out of this sender's earlier room message (fanOutInOrder).
       const fanOut = this.fanOuts.get(sender.loginId);
       if (fanOut) await fanOut;
@@ -354,13 +354,13 @@ export class RedisBackplane implements Backplane {
 
   confirm(member: Member): Promise<void> {
     return this.guarded(async () => {
-      this.logins.acting(member);
+      this.acting(member);
     });
   }
 
   roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
     return this.guarded(async () => {
-      this.logins.acting(member);
+      this.acting(member);
       const roomKey = nameKey(room);
       const [names] = this.keys.roomIndex(roomKey);
       const roomName = await this.read(this.commands.hget(names, roomKey));
@@ -379,7 +379,7 @@ export class RedisBackplane implements Backplane {
 
   listRooms(member: Member): Promise<RoomListing[]> {
     return this.guarded(async () => {
-      this.logins.acting(member);
+      this.acting(member);
       const shards = await Promise.all(Array.from({ length: ROOM_SHARDS }, (_, shard) =>
         this.read(this.scripts.listRooms(this.keys.roomNames(shard), this.keys.roomSizes(shard)))));
       const rooms: RoomListing[] = [];
@@ -570,6 +570,17 @@ export class RedisBackplane implements Backplane {
   private lateEffect(kind: 'login' | 'join' | 'part'): void {
     metrics.lateEffects.inc({ kind });
     this.pendingRepair ??= { reason: `a ${kind} took effect after its client was told it failed`, renew: false };
+  }
+
+  /**
+   * The login of a member acting now. A login still under an earlier id of this worker has not
+   * been restored since the worker was taken for dead (its name may belong to someone else by
+   * now): it may not act until a reconcile restores it or tells it its name is gone.
+   */
+  private acting(member: Member): LocalLogin {
+    const login = this.logins.acting(member);
+    if (!member.loginId.startsWith(`${this.workerId}.`)) this.notOwner();
+    return login;
   }
 
   /** Redis does not know a login this worker holds: it is being restored, or must be. */
