@@ -317,6 +317,18 @@ describe('Session: QUIT', () => {
     assert.deepEqual(fake.methods, ['login', 'sendToUser', 'logout']);
   });
 
+  it('still logs out, once, a client that sent MSG, QUIT, MSG and hung up at once', async () => {
+    const fake = new FakeBackplane().answerAtOnce('logout');
+    const s = await aliceSession(fake);
+    s.client.socket.end('MSG bob one\nQUIT\nMSG bob two\n');
+    const [send] = await fake.waitForCalls('sendToUser', 1);
+    await once(s.socket, 'close');
+    send!.resolve('ok');
+    await within('the session to finish', s.session.finished);
+    await aWhile();
+    assert.deepEqual(fake.methods, ['login', 'sendToUser', 'logout']);
+  });
+
   it('works before LOGIN: OK and close, with nobody to log out', async () => {
     const fake = new FakeBackplane();
     const s = await session(fake);
