@@ -319,6 +319,7 @@ export class Session implements ClientHandle {
         session.closeReason = 'quit';
         session.quitting = true;
         session.stopTakingCommands();
+        session.dropQueuedCommands();
       },
     };
   })();
@@ -326,6 +327,25 @@ export class Session implements ClientHandle {
   private stopTakingCommands(): void {
     this.closing = true;
     this.backlog = [];
+  }
+
+  /**
+   * QUIT ran: the commands read after it, queued while it waited for the ones before it, are
+   * not run (the client asked to go first); their replies would not be written anyway. The
+   * implicit LOGOUT, if the client already hung up, still runs.
+   */
+  private dropQueuedCommands(): void {
+    const kept: Step[] = [];
+    for (const step of this.waiting) {
+      if (step.spec === 'disconnect') {
+        kept.push(step);
+        continue;
+      }
+      step.slot.text = '';
+      this.unansweredBytes -= step.bytes;
+      this.context.input.give(step.bytes);
+    }
+    this.waiting.splice(0, this.waiting.length, ...kept);
   }
 
   private flushReplies(): void {
