@@ -362,6 +362,10 @@ export class Session implements ClientHandle {
     if (me) this.log.debug({ user: me.user }, 'logged out: connection closed');
     try {
       if (me) await this.context.backplane.logout(me);
+    } catch (error) {
+      // logout() promises never to fail; if it did, that is a bug, never a crashed worker.
+      metrics.internalErrors.inc();
+      this.log.error({ user: me?.user, err: error }, 'logout after the connection closed failed');
     } finally {
       this.finish();
     }

@@ -16,6 +16,7 @@ export interface Answers {
   part: PartResult;
   sendToRoom: RoomMessageResult;
   sendToUser: UserMessageResult;
+  confirm: void;
   roomMembers: RoomMembersResult;
   listRooms: RoomListing[];
   close: void;
@@ -49,6 +50,7 @@ export class FakeBackplane implements Backplane {
     part: () => 'ok',
     sendToRoom: (_sender, room) => ({ roomName: room }),
     sendToUser: () => 'ok',
+    confirm: () => undefined,
     roomMembers: (member, room) => ({ roomName: room, members: [member.user] }),
     listRooms: () => [],
     close: () => undefined,
@@ -165,6 +167,10 @@ export class FakeBackplane implements Backplane {
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
     return this.record('sendToUser', [sender, user, text]);
+  }
+
+  confirm(member: Member): Promise<void> {
+    return this.record('confirm', [member]);
   }
 
   roomMembers(member: Member, room: string): Promise<RoomMembersResult> {
