@@ -82,8 +82,8 @@ export class RedisBackplane implements Backplane {
   private workerId = newWorkerId();
   private loginCount = 0;
   private readonly gateQueue: GateWaiter[] = [];
-  /** Redis Cluster: per sender, the fan-out of its last room message, until it is published. */
-  private readonly fanOuts = new Map<string, Promise<void>>();
+  /** Redis Cluster: per sender, the delivery in progress (see inTurn); undefined on one primary. */
+  private readonly senderTurns: Map<string, Promise<void>> | undefined;
   /** Commands admitted through the gate and not finished. */
   private operations = 0;
   private drainWaiters: (() => void)[] = [];
@@ -102,6 +102,7 @@ export class RedisBackplane implements Backplane {
     const { log, redis } = options;
     const sharded = redis.topology.kind === 'cluster';
     this.publish = sharded ? 'SPUBLISH' : 'PUBLISH';
+    this.senderTurns = sharded ? new Map() : undefined;
     this.keys = new RedisKeys(redis.prefix);
     this.scripts = loadScripts(commands);
     this.state = new SharedState(commands, this.scripts, this.keys, {
@@ -308,45 +309,48 @@ export class RedisBackplane implements Backplane {
   }
 
   /**
-   * Per-sender order on Redis Cluster, where a DM and a room's lookup run on different nodes:
-   * the fan-outs of one sender's room messages are published in the order the messages were
-   * accepted, each after the one before, and a DM waits for the fan-out of a room message sent
-   * before it. The line goes to each member's inbox addressed to the member's login id (a later
-   * login of the name never gets it); publishes to one inbox then leave this worker on one
-   * node's connection in that order, pipelined per node by ioredis, and Redis delivers them to
-   * the recipient's shard subscription in that order.
+   * Per-sender order on Redis Cluster, where a DM and a room's lookup run on different nodes and
+   * ioredis retries a command redirected by a failover on its own schedule (so a later command
+   * could reach the new primary before an earlier one): each of a sender's deliveries is made
+   * only once the one before it was acknowledged by Redis. A room's lookup may run early; its
+   * publishes wait their turn. The line goes to each member's inbox addressed to the member's
+   * login id (a later login of the name never gets it), from a script on the member's primary
+   * (see publishTo-1.lua for why not a bare SPUBLISH).
    */
   private fanOutInOrder(sender: Member, lookedUp: Promise<RoomMembers | 'not-available'>, lineBefore: string, lineAfter: string,
   ): Promise<RoomMessageResult> {
-    const before = this.fanOuts.get(sender.loginId);
-    const published = (async (): Promise<RoomMessageResult> => {
+    return this.inTurn(sender, async () => {
       const room = await lookedUp;
-      await before;
-      // DMs that waited for the fan-out before this one were queued as it finished: they go first.
-      this.directs.flush();
       if (room === 'not-available') return room;
       const line = lineBefore + room.roomName + lineAfter;
-      for (const [memberKey, loginId] of room.members) {
-        // At most once: a member whose node is away misses this message.
-        this.commands.spublish(this.keys.userInbox(memberKey), `${loginId} ${line}`).catch(() => {});
-      }
+      // At most once: a member whose node stays away misses this message.
+      await Promise.all(room.members.map(([memberKey, loginId]) => this.scripts.publishTo(
+        this.keys.user(memberKey), this.keys.userInbox(memberKey), loginId, `${loginId} ${line}`, this.publish).catch(() => {})));
       return { roomName: room.roomName };
-    })();
-    const settled = published.then(() => {}, () => {});
-    this.fanOuts.set(sender.loginId, settled);
-    void settled.then(() => {
-      if (this.fanOuts.get(sender.loginId) === settled) this.fanOuts.delete(sender.loginId);
     });
-    return published;
+  }
+
+  /**
+   * Runs a sender's delivery after the sender's previous one finished (Redis Cluster only; on
+   * one primary, deliveries reach Redis in call order on one connection and run as called).
+   */
+  private inTurn<T>(sender: Member, delivery: () => Promise<T>): Promise<T> {
+    if (!this.senderTurns) return delivery();
+    const previous = this.senderTurns.get(sender.loginId);
+    const turn = previous ? previous.then(delivery) : delivery();
+    const done = turn.then(() => {}, () => {});
+    this.senderTurns.set(sender.loginId, done);
+    void done.then(() => {
+      if (this.senderTurns?.get(sender.loginId) === done) this.senderTurns.delete(sender.loginId);
+    });
+    return turn;
   }
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
     return this.guarded(async () => {
       this.acting(sender);
-      // Redis Cluster: after the fan-out of this sender's earlier room message (fanOutInOrder).
-      const fanOut = this.fanOuts.get(sender.loginId);
-      if (fanOut) await fanOut;
-      const outcome = await this.directs.send(sender, nameKey(sender.user), nameKey(user), replies.userMessage(sender.user, text));
+      const outcome = await this.inTurn(sender, () =>
+        this.directs.send(sender, nameKey(sender.user), nameKey(user), replies.userMessage(sender.user, text)));
       if (outcome === -2) return this.notOwner();
       return outcome === 1 ? 'ok' : 'not-found';
     });

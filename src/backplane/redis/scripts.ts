@@ -15,6 +15,7 @@ const SCRIPT_FILES = {
   unindexRoom: 'unindexRoom-2.lua',
   sendToRoom: 'sendToRoom-2.lua',
   sendDirect: 'sendDirect-n.lua',
+  publishTo: 'publishTo-1.lua',
   listRooms: 'listRooms-2.lua',
   claimReaping: 'claimReaping-2.lua',
 } as const;
@@ -30,7 +31,7 @@ const commandName = (name: ScriptName) => `chatline_${name}`;
  * Cluster their fan-out publishes, go the same way so that every delivery leaves in the order
  * it was called, as per-sender order needs.
  */
-export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom'), 'spublish'];
+export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom'), commandName('publishTo')];
 
 type Arg = string | number;
 
@@ -60,6 +61,7 @@ export interface ChatScripts {
     Promise<[1 | 0 | -1, string?, ...string[]]>;
   /** Keys: the user hashes; arguments: see sendDirect-n.lua. */
   sendDirect(numberOfKeys: number, ...keysThenArgs: Arg[]): Promise<number[]>;
+  publishTo(user: string, inbox: string, loginId: string, payload: string, publish: string): Promise<0 | 1>;
   listRooms(names: string, sizes: string): Promise<string[]>;
   claimReaping(alive: string, reaper: string, workerId: string, claimMs: number): Promise<0 | 1>;
 }
