@@ -3,7 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { RedisKeys, roomShard } from '../../src/backplane/redis/keys.js';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn } from '../helpers/client.js';
+import { sample, scrape } from '../helpers/metrics.js';
 import { keySlot, RedisCluster } from '../helpers/redis-cluster.js';
+import { RoomMember } from '../helpers/room-member.js';
+import { waitFor } from '../helpers/wait.js';
 import { protocolSuite } from './protocol.suite.js';
 
 // chatline on a Redis Cluster of 3 primaries and 3 replicas: the whole protocol suite, and
@@ -57,6 +60,28 @@ describe('Redis Cluster: two instances × two workers on 3 primaries', () => {
       await sender.take(commands.length + rounds, 30_000);
       const got = await recipient.take(commands.length, 30_000);
       assert.deepEqual(got.map((line) => Number(line.slice(line.lastIndexOf(' ') + 1))), Array.from({ length: commands.length }, (_, i) => i));
+    });
+
+    it('brings every message of a steady stream to each of 5000 members, in order, without a subscriber cut', async () => {
+      const members: RoomMember[] = [];
+      for (let i = 0; i < 5000; i += 250) {
+        members.push(...await Promise.all(Array.from({ length: 250 }, (_, j) => RoomMember.join(instances[(i + j) % 2]!.port, `big${i + j}`, '#huge'))));
+      }
+      const announcer = await loggedIn(instances[0]!.port, 'announcer');
+      clients.push(announcer);
+      await announcer.command('JOIN #huge', 'OK');
+      const resubscribes = async () => Promise.all(instances.map(async (chat) => sample(await scrape(chat.healthPort), 'chatline_subscriber_resubscribes_total')));
+      const before = await resubscribes();
+      const messages = 20;
+      for (let i = 0; i < messages; i++) {
+        announcer.send(`MSG #huge ${i}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await announcer.take(2 * messages, 60_000);
+      await waitFor('every member to get every message', () => members.every((member) => member.numbers.length >= messages), 60_000);
+      for (const member of members) assert.deepEqual(member.numbers, Array.from({ length: messages }, (_, i) => i));
+      assert.deepEqual(await resubscribes(), before, 'no subscriber was cut');
+      for (const member of members) member.socket.destroy();
     });
   });
 });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { ChatProcess } from '../helpers/chat-process.js';
 import { type LineClient, loggedIn } from '../helpers/client.js';
 import { sample, scrape } from '../helpers/metrics.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { RoomMember as Member } from '../helpers/room-member.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Room delivery through room feeds (one publish per room message, each worker writing to its own
@@ -15,37 +15,6 @@ import { waitFor } from '../helpers/wait.js';
 
 const PREFIX = 'fanout:';
 const keys = new RedisKeys(PREFIX);
-
-/** A bare member for big rooms: logs in, joins, and keeps the numbers of the room messages it gets. */
-class Member {
-  readonly numbers: number[] = [];
-  private buffer = '';
-  private constructor(readonly socket: Socket) {}
-
-  static async join(port: number, name: string, room: string): Promise<Member> {
-    const socket = connect({ port, host: '127.0.0.1' });
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const member = new Member(socket);
-    socket.setEncoding('utf8');
-    let oks = 0;
-    const joined = new Promise<void>((resolve, reject) => {
-      socket.on('data', (text: string) => {
-        member.buffer += text;
-        let end;
-        while ((end = member.buffer.indexOf('\r\n')) !== -1) {
-          const line = member.buffer.slice(0, end);
-          member.buffer = member.buffer.slice(end + 2);
-          if (line === 'OK' && ++oks === 2) resolve();
-          else if (line.startsWith('ERROR')) reject(new Error(`${name}: ${line}`));
-          else if (line.startsWith('GOTROOMMSG')) member.numbers.push(Number(line.slice(line.lastIndexOf(' ') + 1)));
-        }
-      });
-    });
-    socket.write(`LOGIN ${name}\nJOIN ${room}\n`);
-    await joined;
-    return member;
-  }
-}
 
 /** The numbers a member got form one unbroken run, in order: no gap, no duplicate. */
 function assertContiguous(numbers: number[], what: string): void {
