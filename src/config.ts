@@ -45,6 +45,7 @@ const schema = z.object({
   REDIS_CLUSTER_NODES: hostPortList.optional(),
   REDIS_USERNAME: z.string().min(1).optional(),
   REDIS_PASSWORD_FILE: z.string().min(1).optional(),
+  REDIS_SENTINEL_PASSWORD_FILE: z.string().min(1).optional(),
   REDIS_TLS_CA_FILE: z.string().min(1).optional(),
   REDIS_PREFIX: z.string().min(1).max(64).regex(/^[^{}\s]+$/, { error: 'must not contain braces or spaces' }).default('chat:'),
   WORKERS: integer(1, 1024).optional(),
@@ -87,6 +88,8 @@ export interface RedisSettings {
   /** ACL user and password; from the URL, REDIS_USERNAME or REDIS_PASSWORD_FILE. Never logged. */
   username: string | undefined;
   password: string | undefined;
+  /** The sentinels' own password, when they require one (REDIS_SENTINEL_PASSWORD_FILE). */
+  sentinelPassword: string | undefined;
   /** Extra CA certificates to trust for rediss:// (PEM). */
   tlsCa: string | undefined;
   prefix: string;
@@ -233,7 +236,8 @@ function redisSettings(values: Values): RedisSettings | undefined {
   if ((values.REDIS_SENTINELS === undefined) !== (values.REDIS_SENTINEL_NAME === undefined)) {
     throw new ConfigError('REDIS_SENTINELS and REDIS_SENTINEL_NAME go together: the sentinels and the name of the primary they watch');
   }
-  const credentialsOnly = ['REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_TLS_CA_FILE'].filter((name) => values[name as keyof Values] !== undefined);
+  const credentialsOnly = ['REDIS_USERNAME', 'REDIS_PASSWORD_FILE', 'REDIS_SENTINEL_PASSWORD_FILE', 'REDIS_TLS_CA_FILE']
+    .filter((name) => values[name as keyof Values] !== undefined);
   if (topologies.length === 0) {
     if (credentialsOnly.length > 0) throw new ConfigError(`${credentialsOnly[0]} is set, but no Redis is (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES)`);
     return undefined;
@@ -255,8 +259,13 @@ function redisSettings(values: Values): RedisSettings | undefined {
     if (password !== undefined) throw new ConfigError('REDIS_URL carries a password and REDIS_PASSWORD_FILE is set too: keep one');
     password = readSecret('REDIS_PASSWORD_FILE', values.REDIS_PASSWORD_FILE);
   }
+  if (values.REDIS_SENTINEL_PASSWORD_FILE !== undefined && topology.kind !== 'sentinel') {
+    throw new ConfigError('REDIS_SENTINEL_PASSWORD_FILE is set without REDIS_SENTINELS');
+  }
+  const sentinelPassword = values.REDIS_SENTINEL_PASSWORD_FILE === undefined
+    ? undefined : readSecret('REDIS_SENTINEL_PASSWORD_FILE', values.REDIS_SENTINEL_PASSWORD_FILE);
   const tlsCa = values.REDIS_TLS_CA_FILE === undefined ? undefined : readSecret('REDIS_TLS_CA_FILE', values.REDIS_TLS_CA_FILE);
-  return { topology, username, password, tlsCa, prefix: values.REDIS_PREFIX };
+  return { topology, username, password, sentinelPassword, tlsCa, prefix: values.REDIS_PREFIX };
 }
 
 function readSecret(variable: string, path: string): string {

@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import type { HostPort } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { RedisBackplane } from '../../src/backplane/redis/index.js';
 import type { Backplane } from '../../src/backplane/types.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
@@ -10,7 +10,6 @@ import { backplaneContract } from './backplane.contract.js';
 
 backplaneContract('redis cluster', async () => {
   const cluster = await RedisCluster.start();
-  const nodes: HostPort[] = cluster.seeds.map((seed) => ({ host: seed.split(':')[0]!, port: Number(seed.split(':')[1]) }));
   const open: Backplane[] = [];
   let test = 0;
   let prefix = '';
@@ -21,7 +20,7 @@ backplaneContract('redis cluster', async () => {
     },
     async node(limits) {
       const backplane = await RedisBackplane.connect({
-        redis: { topology: { kind: 'cluster', nodes }, prefix, username: undefined, password: undefined, tlsCa: undefined },
+        redis: loadConfig({ REDIS_CLUSTER_NODES: cluster.seeds.join(','), REDIS_PREFIX: prefix }).redis!,
         ...limits, nodeTtlMs: 10_000, log: pino({ level: 'silent' }),
       });
       open.push(backplane);

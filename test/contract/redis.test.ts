@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
 import { RedisBackplane } from '../../src/backplane/redis/index.js';
 import type { Backplane } from '../../src/backplane/types.js';
 import { startRedis } from '../helpers/redis.js';
@@ -17,7 +18,7 @@ backplaneContract('redis', async () => {
     },
     async node(limits) {
       const backplane = await RedisBackplane.connect({
-        redis: { topology: { kind: 'single', url: redis.url }, prefix, username: undefined, password: undefined, tlsCa: undefined },
+        redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: prefix }).redis!,
         ...limits, nodeTtlMs: 10_000, log: pino({ level: 'silent' }),
       });
       open.push(backplane);

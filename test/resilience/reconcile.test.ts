@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
 import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { RedisBackplane } from '../../src/backplane/redis/index.js';
 import { registry } from '../../src/metrics.js';
@@ -28,7 +29,7 @@ describe('reconcile while sessions log out and in again', () => {
   before(async () => {
     redis = await startRedisProcess();
     backplane = await RedisBackplane.connect({
-      redis: { topology: { kind: 'single', url: redis.url }, prefix: PREFIX, username: undefined, password: undefined, tlsCa: undefined },
+      redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
       maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: 'silent' }),
     });
   });

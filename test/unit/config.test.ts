@@ -34,6 +34,7 @@ describe('configuration', () => {
     refuses({ REDIS_SENTINELS: 'a:26379' }, /REDIS_SENTINELS and REDIS_SENTINEL_NAME go together/);
     refuses({ REDIS_CLUSTER_NODES: 'a:7000,b' }, /^REDIS_CLUSTER_NODES=.* comma-separated list of host:port/);
     refuses({ REDIS_PASSWORD_FILE: '/x' }, /REDIS_PASSWORD_FILE is set, but no Redis is/);
+    refuses({ REDIS_URL: 'redis://a:6379', REDIS_SENTINEL_PASSWORD_FILE: '/x' }, /REDIS_SENTINEL_PASSWORD_FILE is set without REDIS_SENTINELS/);
     const cluster = loadConfig({ REDIS_CLUSTER_NODES: 'a:7000, [::1]:7001' }).redis!;
     assert.deepEqual(cluster.topology, { kind: 'cluster', nodes: [{ host: 'a', port: 7000 }, { host: '::1', port: 7001 }] });
     const sentinel = loadConfig({ REDIS_SENTINELS: 's1:26379,s2:26379', REDIS_SENTINEL_NAME: 'chat' }).redis!;

@@ -59,6 +59,7 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
         // the old one to drop the connection.
         failoverDetector: true,
         sentinelRetryStrategy: reconnectDelay,
+        sentinelPassword: settings.sentinelPassword,
       });
     case 'cluster': {
       const options: ClusterOptions = {
