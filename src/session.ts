@@ -128,7 +128,7 @@ export class Session implements ClientHandle {
   // ClientHandle: what the backplane does to this session.
 
   deliver(lines: string | Uint8Array): void {
-    metrics.deliveriesWritten.inc();
+    metrics.deliveriesWritten.inc(countLines(lines));
     this.write(lines);
   }
 
@@ -412,6 +412,19 @@ export class Session implements ClientHandle {
     this.inputEnded = true;
     if (!this.paused || this.closing) this.takeFrames();
   }
+}
+
+const LF = 0x0a;
+
+/** Complete lines in what a delivery carries (one batch may carry a recipient's several). */
+function countLines(lines: string | Uint8Array): number {
+  let count = 0;
+  if (typeof lines === 'string') {
+    for (let at = lines.indexOf('\n'); at !== -1; at = lines.indexOf('\n', at + 1)) count++;
+  } else {
+    for (let at = lines.indexOf(LF); at !== -1; at = lines.indexOf(LF, at + 1)) count++;
+  }
+  return count;
 }
 
 /** Lines as one chunk: one string when all are text, else the bytes of each in order. */

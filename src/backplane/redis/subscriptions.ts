@@ -32,6 +32,8 @@ export interface SubscriptionEvents {
   resubscribed(): void;
 }
 
+/** Shard resubscriptions closer together than this are one loss (one failover). */
+const SHARD_LOSS_BURST_MS = 5000;
 /** Channels per SUBSCRIBE when subscribing everything again; keeps each command small. */
 const RESUBSCRIBE_CHUNK = 5000;
 
@@ -41,6 +43,7 @@ export class Subscriptions {
   private toUnsubscribe = new Set<string>();
   private flushScheduled = false;
   private resubscribing: Promise<void> | undefined;
+  private lastShardLossAt = Number.NEGATIVE_INFINITY;
   private connectedOnce: boolean;
   /** Channels subscribed for as long as the worker runs (its probe). */
   private permanent: string[] = [];
@@ -62,8 +65,13 @@ export class Subscriptions {
       // says so. What was published meanwhile on the lost connections is gone.
       subscriber.on('subscribersReady', () => {
         if (!this.connectedOnce) return;
-        metrics.subscriberResubscribes.inc();
-        this.log.warn('shard subscriptions were made again after the cluster changed (messages sent meanwhile may be lost)');
+        // One change of the cluster brings a burst of these, one per refresh: counted once.
+        const now = performance.now();
+        if (now - this.lastShardLossAt > SHARD_LOSS_BURST_MS) {
+          metrics.subscriberResubscribes.inc();
+          this.log.warn('shard subscriptions were made again after the cluster changed (messages sent meanwhile may be lost)');
+        }
+        this.lastShardLossAt = now;
         this.events.resubscribed();
       });
       return;
