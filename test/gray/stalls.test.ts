@@ -13,8 +13,8 @@ const NODE_TTL_MS = 4000;
 
 describe('Redis stalls while its connections stay up', () => {
   const clusters: GrayCluster[] = [];
-  const start = async (prefix: string) => {
-    const cluster = await GrayCluster.start({ prefix, nodeTtlMs: NODE_TTL_MS });
+  const start = async (prefix: string, nodeTtlMs = NODE_TTL_MS) => {
+    const cluster = await GrayCluster.start({ prefix, nodeTtlMs });
     clusters.push(cluster);
     return cluster;
   };
@@ -61,15 +61,17 @@ describe('Redis stalls while its connections stay up', () => {
   });
 
   it('finding 3: a DM, a room message or a JOIN answered SERVICE UNAVAILABLE during a stall has no effect, ever', async () => {
-    const cluster = await start('effect:');
+    // A lease longer than the stall, so what is tested is the commands' own deadline.
+    const cluster = await start('effect:', 10_000);
     const sender = await cluster.member('sender', 0, ['#r']);
     const others: TrackedClient[] = [];
     for (let i = 0; i < 4; i++) others.push(await cluster.member(`other${i}`, i % 2, ['#r']));
-    const { awake } = await sleepRedis(cluster.redis.url, 2);
-    // Commands for the whole stall and a little after: the first ones outlive their deadline
-    // in Redis' queue, the last ones are run once it wakes.
+    // Longer than a worker waits for an answer (3 s): commands sent early in the stall are
+    // answered SERVICE UNAVAILABLE while still queued in Redis, and Redis runs them on waking,
+    // past their deadline. Commands sent late in the stall are answered late, with their outcome.
+    const { awake } = await sleepRedis(cluster.redis.url, 4.5);
     const commands: Promise<unknown>[] = [];
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 20; i++) {
       commands.push(sender.command(`MSG other${i % 4} {tag}`));
       commands.push(others[i % 4]!.command(`JOIN #late${i}`));
       await new Promise((resolve) => setTimeout(resolve, 200));

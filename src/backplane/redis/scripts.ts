@@ -76,10 +76,24 @@ function numberOfKeys(file: string): number | undefined {
   return match[1] === 'n' ? undefined : Number(match[1]);
 }
 
+const INCLUDE = /^--- @include "([\w-]+)"$/m;
+
+/**
+ * A script's source with its includes expanded (BullMQ's convention): a line
+ * `--- @include "name"` becomes scripts/include/name.lua, so a shared step is written once.
+ */
+export function scriptSource(file: string): string {
+  let lua = readFileSync(new URL(`./scripts/${file}`, import.meta.url), 'utf8');
+  for (let match = INCLUDE.exec(lua); match; match = INCLUDE.exec(lua)) {
+    lua = lua.replace(match[0], readFileSync(new URL(`./scripts/include/${match[1]}.lua`, import.meta.url), 'utf8'));
+  }
+  return lua;
+}
+
 export function loadScripts(redis: Redis | Cluster): ChatScripts {
   const scripts: Partial<Record<ScriptName, (...args: Arg[]) => Promise<unknown>>> = {};
   for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
-    const lua = readFileSync(new URL(`./scripts/${file}`, import.meta.url), 'utf8');
+    const lua = scriptSource(file);
     const command = commandName(name);
     redis.defineCommand(command, { numberOfKeys: numberOfKeys(file), lua });
     const call = (redis as unknown as Record<string, (...args: Arg[]) => Promise<unknown>>)[command]!;

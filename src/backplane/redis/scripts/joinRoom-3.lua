@@ -21,12 +21,9 @@
   Returns 1 when joined, 0 when this login is already a member, -1 when the deadline had
   passed, -3 when the room is full.
 ]]
-local deadline = tonumber(ARGV[7])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return -1
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[7])) then
+  return -1
 end
 local entry = ARGV[2] .. ' ' .. ARGV[3]
 local current = redis.call('HGET', KEYS[1], ARGV[1])

@@ -14,12 +14,9 @@
   Returns 1 when claimed (or already held by this very login, so restoring is safe to repeat),
   0 when another login holds the name, -1 when the deadline had passed.
 ]]
-local deadline = tonumber(ARGV[5])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return -1
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[5])) then
+  return -1
 end
 local holder = redis.call('HGET', KEYS[1], 'login')
 if holder and holder ~= ARGV[3] and holder ~= ARGV[6] then

@@ -17,12 +17,9 @@
 
   Returns 1 when the member left, 0 when this login was not a member, -1 when the deadline had passed.
 ]]
-local deadline = tonumber(ARGV[5])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return -1
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[5])) then
+  return -1
 end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then

@@ -13,12 +13,9 @@
   Returns 2 when added, 1 when already there, 0 when over the limit, -1 when the deadline had
   passed, -2 when the caller does not hold the name.
 ]]
-local deadline = tonumber(ARGV[4])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return -1
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[4])) then
+  return -1
 end
 if redis.call('HGET', KEYS[1], 'login') ~= ARGV[1] then
   return -2

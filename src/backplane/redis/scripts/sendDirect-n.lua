@@ -18,12 +18,9 @@
   message: 1 delivered, 0 recipient not logged in, -2 sender does not hold its name; or the
   single result { -1 } when the deadline had passed.
 ]]
-local deadline = tonumber(ARGV[1])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return { -1 }
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[1])) then
+  return { -1 }
 end
 local n = #KEYS
 local m = tonumber(ARGV[3])

@@ -24,12 +24,9 @@
   every other member ('members'), { 0 } when there is no such room or the sender is not in it,
   { -1 } when the deadline had passed.
 ]]
-local deadline = tonumber(ARGV[4])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return { -1 }
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[4])) then
+  return { -1 }
 end
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 if not entry or string.match(entry, '^(%S+)') ~= ARGV[2] then

@@ -12,12 +12,9 @@
   Returns 1 when dropped, 0 when it was not there or the caller does not hold the name, -1 when
   the deadline had passed.
 ]]
-local deadline = tonumber(ARGV[3])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000 > deadline then
-    return -1
-  end
+--- @include "deadline"
+if pastDeadline(tonumber(ARGV[3])) then
+  return -1
 end
 if redis.call('HGET', KEYS[1], 'login') ~= ARGV[1] then
   return 0
