@@ -153,7 +153,7 @@ export class ChatServer {
           // Connected and left without a byte (a TCP health check, a port scan): nothing was refused.
           stage = 'client';
         } else {
-          this.options.log.warn({ remote: `${peer.address}:${peer.port}`, reason: result.reason },
+          this.options.log.warn({ remote: endpointText(peer), reason: result.reason },
             'closing a connection without a valid PROXY protocol v2 header (PROXY_PROTOCOL=true)');
         }
         return void socket.destroy();
@@ -166,8 +166,8 @@ export class ChatServer {
   /** Step 4: under the limits, a session; else one ERROR line naming the limit, and closed. */
   private admit(socket: Socket | TLSSocket, client: Peer, via: Peer | undefined, settled: () => void): void {
     const { log, limits } = this.options;
-    const remote = `${client.address}:${client.port}`;
-    const where = via ? { remote, via: `${via.address}:${via.port}` } : { remote };
+    const remote = endpointText(client);
+    const where = via ? { remote, via: endpointText(via) } : { remote };
     if (this.closing || socket.destroyed) return void socket.destroy();
     const refuse = (line: string, reason: 'server_full' | 'per_ip_limit') => {
       settled();
@@ -252,6 +252,10 @@ export class ChatServer {
 /** A refused client gets this long to read its ERROR line. */
 const REFUSAL_GRACE_MS = 2000;
 
+function endpointText({ address, port }: Peer): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** node reports IPv4 clients of a dual-stack listener as ::ffff:a.b.c.d; they are a.b.c.d. */
 function clientAddress(address: string | undefined): string {
   if (address === undefined) return 'unknown';
@@ -265,11 +269,13 @@ function clientAddress(address: string | undefined): string {
 function readProxyHeader(socket: Socket, done: (result: ProxyHeader | { reason: string; silent?: boolean }) => void): void {
   const reader = new ProxyHeaderReader();
   let received = 0;
-  const finish = (result: ProxyHeader | { reason: string; silent?: boolean }) => {
+  const finish = (result: ProxyHeader | { reason: string; silent?: boolean }, rest?: Buffer) => {
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onEnd);
     socket.pause();
+    // Put back only now: on a flowing socket with a 'data' listener, unshift emits at once.
+    if (rest && rest.length > 0) socket.unshift(rest);
     done(result);
   };
   const onData = (chunk: Buffer) => {
@@ -277,8 +283,7 @@ function readProxyHeader(socket: Socket, done: (result: ProxyHeader | { reason: 
     const parsed = reader.push(chunk);
     if (parsed.state === 'incomplete') return;
     if (parsed.state === 'error') return finish({ reason: parsed.reason });
-    if (parsed.rest.length > 0) socket.unshift(parsed.rest);
-    finish(parsed.header);
+    finish(parsed.header, parsed.rest);
   };
   const onEnd = () => finish({ reason: 'the connection ended before a complete header', silent: received === 0 });
   const timer = setTimeout(() => finish({ reason: `no complete header within ${PROXY_HEADER_TIMEOUT_MS} ms` }), PROXY_HEADER_TIMEOUT_MS);
