@@ -47,6 +47,35 @@ export class ChatProcess {
    * embedded (one process); with it, `workers` processes.
    */
   static async start(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
+    const chat = await ChatProcess.spawn(env, workers);
+    try {
+      await waitFor(`${workers} worker(s) listening on ${chat.port}`, () => {
+        if (chat.child.exitCode !== null) throw new Error(`chatline exited with ${chat.child.exitCode}:\n${chat.stderr}`);
+        return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
+      }, 30_000);
+    } catch (error) {
+      await chat.stop('SIGKILL');
+      throw error;
+    }
+    return chat;
+  }
+
+  /** Starts an instance that is not expected to serve yet (its Redis refuses it): returns once it runs. */
+  static async startUnready(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
+    const chat = await ChatProcess.spawn(env, workers);
+    try {
+      await waitFor('chatline to log', () => {
+        if (chat.child.exitCode !== null) throw new Error(`chatline exited with ${chat.child.exitCode}:\n${chat.stderr}`);
+        return chat.logs.length > 0;
+      }, 30_000);
+    } catch (error) {
+      await chat.stop('SIGKILL');
+      throw error;
+    }
+    return chat;
+  }
+
+  private static async spawn(env: Record<string, string>, workers: number): Promise<ChatProcess> {
     const port = env.PORT ? Number(env.PORT) : await freePort();
     const healthPort = env.HEALTH_PORT ? Number(env.HEALTH_PORT) : await freePort();
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -61,15 +90,6 @@ export class ChatProcess {
     child.once('exit', () => started.delete(child));
     const chat = new ChatProcess(child, port, healthPort);
     chat.collectOutput();
-    try {
-      await waitFor(`${workers} worker(s) listening on ${port}`, () => {
-        if (child.exitCode !== null) throw new Error(`chatline exited with ${child.exitCode}:\n${chat.stderr}`);
-        return chat.logs.filter((line) => line.msg === 'listening').length >= workers;
-      }, 30_000);
-    } catch (error) {
-      await chat.stop('SIGKILL');
-      throw error;
-    }
     return chat;
   }
 
