@@ -39,7 +39,7 @@ for (const name of ['ghostIdle', 'ghostBusy']) {
 }
 `;
 
-describe('a client that vanishes without closing', () => {
+describe('a client that vanishes without closing', { timeout: 120_000 }, () => {
   let chat: ChatProcess | undefined;
   let ghosts: ChildProcess | undefined;
   let namespaceMade = false;

@@ -30,7 +30,7 @@ async function closedInSilence(client: LineClient): Promise<void> {
   await assert.rejects(client.nextLine(10), /connection closed/);
 }
 
-describe('PROXY protocol v2 (embedded)', () => {
+describe('PROXY protocol v2 (embedded)', { timeout: 120_000 }, () => {
   const certs = new TestCertificates();
   let chat: ChatProcess;
   let tlsPort: number;
@@ -153,7 +153,7 @@ describe('PROXY protocol v2 (embedded)', () => {
   });
 });
 
-describe('PROXY protocol v2 off', () => {
+describe('PROXY protocol v2 off', { timeout: 60_000 }, () => {
   it('treats a header as bytes of chat lines: a control character, and the QUIT inside the signature', async () => {
     const chat = await ChatProcess.start({ REDIS_URL: '' });
     try {
@@ -169,7 +169,7 @@ describe('PROXY protocol v2 off', () => {
   });
 });
 
-describe('PROXY protocol v2 and MAX_CONNECTIONS_PER_IP in Redis mode', () => {
+describe('PROXY protocol v2 and MAX_CONNECTIONS_PER_IP in Redis mode', { timeout: 120_000 }, () => {
   let redis: TestRedis;
   let chat: ChatProcess;
   before(async () => {
@@ -181,13 +181,14 @@ describe('PROXY protocol v2 and MAX_CONNECTIONS_PER_IP in Redis mode', () => {
     await redis?.stop();
   });
 
-  it('counts one address across all workers of the instance, and gives a dead worker\'s slots back', async () => {
-    const from = (address: string) => edgeClient(chat.port, { proxy: proxiedFrom(address) }).then(({ client }) => client);
+  it('counts one address across all workers of the instance, and gives a dead worker\'s slots back', { timeout: 60_000 }, async () => {
+    let nextPort = 50000;
+    const from = (address: string) => edgeClient(chat.port, { proxy: proxiedFrom(address, nextPort++) }).then(({ client }) => client);
     // Round-robin: consecutive connections land on alternate workers.
     const held = [await from('203.0.113.50'), await from('203.0.113.50')];
     await Promise.all(held.map((client, i) => client.command(`LOGIN held${i}`, 'OK')));
-    const workers = new Set(opened(chat).map((line) => line.worker));
-    assert.equal(workers.size, 2, 'the two connections are on different workers');
+    await waitFor('the two connections to be logged by two different workers', () =>
+      new Set(opened(chat).map((line) => line.worker)).size === 2, 3000);
     const third = await from('203.0.113.50');
     await third.expect('ERROR TOO MANY CONNECTIONS');
     const other = await from('203.0.113.51');
@@ -196,7 +197,8 @@ describe('PROXY protocol v2 and MAX_CONNECTIONS_PER_IP in Redis mode', () => {
     // The worker holding held0 dies: its slot comes back with it.
     const ready = await chat.probe('/readyz');
     const pids = (ready.body.workers as { pid: number }[]).map((worker) => worker.pid);
-    const held0Worker = chat.logs.find((line) => line.msg === 'connection opened' && line.remote === '203.0.113.50:40000')!.pid;
+    const held0Worker = (await waitFor('the first connection to be logged', () =>
+      chat.logs.find((line) => line.msg === 'connection opened' && line.remote === '203.0.113.50:50000'))).pid;
     assert.ok(pids.includes(held0Worker as number));
     process.kill(held0Worker as number, 'SIGKILL');
     await held[0]!.closed;

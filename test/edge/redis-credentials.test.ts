@@ -76,7 +76,7 @@ async function chatWorks(chat: ChatProcess, tag: string): Promise<void> {
   }
 }
 
-describe('Redis credentials', () => {
+describe('Redis credentials', { timeout: 300_000 }, () => {
   const certs = new TestCertificates();
   const file = (name: string, content: string) => {
     const path = join(certs.dir, name);

@@ -16,7 +16,7 @@ import { waitFor } from '../helpers/wait.js';
 // The TLS listener (TLS_PORT): the same chat, sessions and limits as the plain port, with
 // certificates made here by openssl, renewed under live connections.
 
-describe('TLS listener', () => {
+describe('TLS listener', { timeout: 300_000 }, () => {
   const certs = new TestCertificates();
   after(() => certs.cleanup());
 
