@@ -43,10 +43,8 @@ export class ChatNode {
         nodeTtlMs: config.nodeTtlMs, log: this.log,
       })
       : new MemoryBackplane(new MemoryState(), config);
-    const address = await this.server.listen(this.backplane, { host: config.host, port: config.port, variable: 'PORT' });
-    const tlsAddress = this.tls
-      ? await this.server.listen(this.backplane, { host: config.host, port: config.tls!.port, variable: 'TLS_PORT' }, this.tls)
-      : undefined;
+    const address = await this.server.listen(this.backplane, config.host, config.port);
+    const tlsAddress = this.tls ? await this.server.listenTls(this.backplane, config.host, config.tls!.port, this.tls) : undefined;
     if (this.state === 'starting') this.state = 'serving';
     this.log.info({
       host: address.address, port: address.port, ...(tlsAddress ? { tlsPort: tlsAddress.port } : {}),

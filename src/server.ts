@@ -7,7 +7,7 @@ import { InputBudget } from './input-budget.js';
 import { listenOn } from './listen.js';
 import type { Logger } from './log.js';
 import { type CloseReason, metrics } from './metrics.js';
-import type { AddressSlots, Release } from './net/address-slots.js';
+import { type AddressSlots, LocalAddressSlots, type Release } from './net/address-slots.js';
 import { applyKeepalive } from './net/keepalive.js';
 import { type ProxyHeader, ProxyHeaderReader } from './net/proxy-protocol.js';
 import type { TlsCertificates } from './net/tls-certificates.js';
@@ -33,14 +33,14 @@ export interface ChatServerOptions {
   tag: string;
   log: Logger;
   limits: ServerLimits;
-  /** Every connection starts with a PROXY protocol v2 header. */
-  proxyProtocol: boolean;
-  /** Where MAX_CONNECTIONS_PER_IP is counted (this process, or the instance's primary). */
-  addressSlots: AddressSlots;
+  /** Every connection starts with a PROXY protocol v2 header (default: no). */
+  proxyProtocol?: boolean;
+  /** Where MAX_CONNECTIONS_PER_IP is counted: this process (the default), or the instance's primary. */
+  addressSlots?: AddressSlots;
 }
 
 /** Where a listener is: its address, and the setting that chose its port (named in bind errors). */
-export interface Endpoint {
+interface Endpoint {
   host: string;
   port: number;
   variable: 'PORT' | 'TLS_PORT';
@@ -72,20 +72,30 @@ export class ChatServer {
   private readonly listeners: Server[] = [];
   private readonly input = new InputBudget(WORKER_INPUT_BYTES);
   private readonly sweeper: NodeJS.Timeout;
+  private readonly proxyProtocol: boolean;
+  private readonly addressSlots: AddressSlots;
   private backplane: Backplane | undefined;
   private connectionCount = 0;
   private closing = false;
 
   constructor(private readonly options: ChatServerOptions) {
+    this.proxyProtocol = options.proxyProtocol ?? false;
+    this.addressSlots = options.addressSlots ?? new LocalAddressSlots(options.limits.maxConnectionsPerIp);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   }
 
-  /**
-   * Listens for clients on one endpoint: plain, or TLS with `tls` presenting the certificate.
-   * A port that cannot be bound is a BindError naming `endpoint.variable`.
-   */
-  async listen(backplane: Backplane, endpoint: Endpoint, tls?: TlsCertificates): Promise<AddressInfo> {
+  /** Listens for plain TCP clients; a port that cannot be bound is a BindError naming PORT. */
+  listen(backplane: Backplane, host: string, port: number): Promise<AddressInfo> {
+    return this.bind(backplane, { host, port, variable: 'PORT' }, undefined);
+  }
+
+  /** Listens for TLS clients, presenting `tls`'s certificate; bind errors name TLS_PORT. */
+  listenTls(backplane: Backplane, host: string, port: number, tls: TlsCertificates): Promise<AddressInfo> {
+    return this.bind(backplane, { host, port, variable: 'TLS_PORT' }, tls);
+  }
+
+  private async bind(backplane: Backplane, endpoint: Endpoint, tls: TlsCertificates | undefined): Promise<AddressInfo> {
     this.backplane = backplane;
     const listener = createServer((socket) => this.arrive(socket, tls));
     await listenOn(listener, endpoint.host, endpoint.port, endpoint.variable);
@@ -130,7 +140,7 @@ export class ChatServer {
     socket.on('error', () => {});
     applyKeepalive(socket, this.options.limits.keepaliveMs);
     const peer: Peer = { address: clientAddress(socket.remoteAddress), port: socket.remotePort ?? 0 };
-    let stage: CloseReason = this.options.proxyProtocol ? 'proxy_header' : tls ? 'tls_handshake' : 'client';
+    let stage: CloseReason = this.proxyProtocol ? 'proxy_header' : tls ? 'tls_handshake' : 'client';
     // Counts the close of a connection that never became a session and was not refused.
     let accounted = false;
     const settled = () => {
@@ -146,7 +156,7 @@ export class ChatServer {
       stage = 'tls_handshake';
       tls.handshake(socket, (secure) => this.admit(secure, client, via, settled));
     };
-    if (!this.options.proxyProtocol) return next(peer, undefined);
+    if (!this.proxyProtocol) return next(peer, undefined);
     readProxyHeader(socket, (result) => {
       if ('reason' in result) {
         if (result.silent) {
@@ -179,7 +189,7 @@ export class ChatServer {
     };
     if (this.sessions.size >= limits.maxConnections) return refuse(replies.serverFull(), 'server_full');
     if (limits.maxConnectionsPerIp === 0) return this.open(socket, where, undefined, settled);
-    const slot = this.options.addressSlots.acquire(client.address);
+    const slot = this.addressSlots.acquire(client.address);
     const decide = (release: Release | undefined) => {
       if (this.closing || socket.destroyed) {
         release?.();
