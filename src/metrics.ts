@@ -12,7 +12,7 @@ export const registry = new Registry();
 /** Why a client connection ended. */
 export type CloseReason =
   | 'client' | 'quit' | 'slow_reader' | 'output_shed' | 'rate_abuse' | 'idle' | 'login_timeout'
-  | 'shutdown' | 'server_full' | 'per_ip_limit' | 'proxy_header' | 'watchdog' | 'worker_exit';
+  | 'shutdown' | 'server_full' | 'per_ip_limit' | 'proxy_header' | 'tls_handshake' | 'watchdog' | 'worker_exit';
 
 export type CommandResult = 'ok' | 'error' | 'unavailable' | 'internal_error' | 'rate_limited';
 export type DropReason = 'gone' | 'closing' | 'not_member';

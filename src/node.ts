@@ -1,9 +1,13 @@
+import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { MemoryBackplane, MemoryState } from './backplane/memory.js';
 import { RedisBackplane } from './backplane/redis/index.js';
 import type { Backplane } from './backplane/types.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { type AddressSlots, InstanceAddressSlots, LocalAddressSlots } from './net/address-slots.js';
+import { loadSocketOptions } from './net/keepalive.js';
+import { TlsCertificates } from './net/tls-certificates.js';
 import { observeBackplane } from './metrics.js';
 import { ChatServer } from './server.js';
 import type { WorkerState, WorkerStatus } from './supervisor/ipc.js';
@@ -15,17 +19,25 @@ export class ChatNode {
   private state: WorkerState = 'starting';
   private backplane: Backplane | undefined;
   private readonly server: ChatServer;
+  private tls: TlsCertificates | undefined;
   readonly log: Logger;
 
   constructor(private readonly config: Config, rootLog: Logger) {
     const tag = randomBytes(5).toString('base64url');
     this.log = rootLog.child({ worker: tag });
-    this.server = new ChatServer({ tag, log: this.log, limits: config });
+    // A Redis-mode worker counts addresses with its primary, for the whole instance.
+    const addressSlots: AddressSlots = cluster.isWorker
+      ? new InstanceAddressSlots(this.log)
+      : new LocalAddressSlots(config.maxConnectionsPerIp);
+    this.server = new ChatServer({ tag, log: this.log, limits: config, proxyProtocol: config.proxyProtocol, addressSlots });
   }
 
   /** Reaches the shared state (waiting for Redis as long as it takes), then listens. */
   async start(): Promise<void> {
     const { config } = this;
+    await loadSocketOptions(this.log);
+    // A certificate that cannot be used stops the start before anything waits on Redis.
+    if (config.tls) this.tls = new TlsCertificates(config.tls, this.log);
     this.backplane = config.redis
       ? await RedisBackplane.connect({
         redis: config.redis, maxRoomsPerUser: config.maxRoomsPerUser, maxRoomMembers: config.maxRoomMembers,
@@ -38,15 +50,20 @@ export class ChatNode {
       probeLagSeconds: () => (backplane instanceof RedisBackplane ? backplane.probeLagSeconds() : 0),
     });
     let address;
+    let tlsAddress;
     try {
       address = await this.server.listen(this.backplane, config.host, config.port);
+      tlsAddress = this.tls ? await this.server.listenTls(this.backplane, config.host, config.tls!.port, this.tls) : undefined;
     } catch (error) {
       // Leave the cluster at once, so nobody has to reap a worker that never served.
       await this.backplane.close();
       throw error;
     }
     if (this.state === 'starting') this.state = 'serving';
-    this.log.info({ host: address.address, port: address.port }, 'listening');
+    this.log.info({
+      host: address.address, port: address.port, ...(tlsAddress ? { tlsPort: tlsAddress.port } : {}),
+      ...(config.proxyProtocol ? { proxyProtocol: true } : {}),
+    }, 'listening');
   }
 
   status(): WorkerStatus {
@@ -71,6 +88,7 @@ export class ChatNode {
     this.log.info({ signal, clients: this.server.clientCount }, 'shutting down');
     // Half the grace period at most for spreading the goodbyes; the rest for logouts.
     await this.server.close(shutdownGraceMs / 2);
+    this.tls?.close();
     await this.backplane?.close();
     this.log.info('stopped');
   }

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import { type HealthSource, type InstanceReport, startHealthServer } from '../health.js';
 import type { Logger } from '../log.js';
 import { metrics } from '../metrics.js';
+import { serveAddressSlots } from '../net/address-slots.js';
 import { InstanceMetrics, type ScrapedWorker } from './instance-metrics.js';
 import { isWorkerMessage, type Metrics, type PrimaryMessage, type WorkerStatus } from './ipc.js';
 
@@ -59,6 +60,9 @@ export async function runPrimary(config: Config, log: Logger): Promise<void> {
       return instanceMetrics.collect([...tracked.values()]);
     },
   };
+
+  // MAX_CONNECTIONS_PER_IP holds for the whole instance: the workers ask here.
+  if (config.maxConnectionsPerIp > 0) serveAddressSlots(config.maxConnectionsPerIp, log);
 
   let health;
   try {

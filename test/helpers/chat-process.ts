@@ -65,6 +65,21 @@ export class ChatProcess {
     return chat;
   }
 
+  /** Starts an instance that is not expected to serve yet (its Redis refuses it): returns once it runs. */
+  static async startUnready(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
+    const chat = await ChatProcess.spawn(env, workers);
+    try {
+      await waitFor('chatline to log', () => {
+        if (chat.child.exitCode !== null) throw new Error(`chatline exited with ${chat.child.exitCode}:\n${chat.stderr}`);
+        return chat.logs.length > 0;
+      }, 30_000);
+    } catch (error) {
+      await chat.stop('SIGKILL');
+      throw error;
+    }
+    return chat;
+  }
+
   /** Starts an instance without waiting for anything: for tests of how it starts (or does not). */
   static async spawn(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
     const port = env.PORT ? Number(env.PORT) : await freePort();

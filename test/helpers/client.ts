@@ -34,6 +34,11 @@ export class LineClient {
     }));
   }
 
+  /** A client on a socket that is already connected (a TLS socket, one that sent a PROXY header). */
+  static over(socket: Socket): LineClient {
+    return new LineClient(socket);
+  }
+
   static async connect(port: number, host = '127.0.0.1'): Promise<LineClient> {
     const socket = connect({ port, host });
     await new Promise<void>((resolve, reject) => {

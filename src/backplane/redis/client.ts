@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, ReplyError, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisSettings } from '../../config.js';
 import { ConfigError, describeRedis } from '../../config.js';
@@ -25,7 +26,24 @@ export function reconnectDelay(attempt: number): number {
   return Math.round(capped / 2 + Math.random() * (capped / 2));
 }
 
+/**
+ * TLS to Redis is on with a rediss:// URL or with REDIS_TLS_CA_FILE (the only way to ask for it
+ * with Sentinel or Cluster, which have no URL). The CA file, when given, is the only CA trusted
+ * (as redis-cli --cacert does); without it, Node's public CAs are.
+ */
+export function redisTls(settings: RedisSettings): ConnectionOptions | undefined {
+  const rediss = settings.topology.kind === 'single' && new URL(settings.topology.url).protocol === 'rediss:';
+  if (!rediss && settings.tlsCa === undefined) return undefined;
+  return settings.tlsCa === undefined ? {} : { ca: settings.tlsCa };
+}
+
+// Credentials: the ACL user and password from RedisSettings (REDIS_USERNAME, REDIS_PASSWORD_FILE,
+// or the URL's, which config.ts has already taken out) go to every connection of every
+// topology, including the sentinels (password only: a Sentinel with requirepass wants the
+// same AUTH, one without answers with a warning and serves). They are never part of a string
+// that is logged: the URL handed to ioredis has them removed, describeRedis masks them.
 export function createRedisClient(settings: RedisSettings, role: ConnectionRole, workerId: string): RedisClient {
+  const tls = redisTls(settings);
   const perConnection = {
     connectionName: `chatline:${workerId}:${role}`,
     protocol: 2,
@@ -36,7 +54,7 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
     autoResubscribe: false,
     // A demoted primary answers writes with READONLY: find the new primary.
     reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 1 as const : false),
-    ...(settings.tlsCa === undefined ? {} : { tls: { ca: settings.tlsCa } }),
+    ...(tls === undefined ? {} : { tls }),
   } satisfies RedisOptions;
   const common: RedisOptions = {
     ...perConnection,
@@ -49,17 +67,21 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
   const { topology } = settings;
   switch (topology.kind) {
     case 'single':
-      return new Redis(topology.url, common);
+      // Without its user and password: ioredis would let the URL's win over REDIS_USERNAME.
+      return new Redis(withoutCredentials(topology.url), common);
     case 'sentinel':
       return new Redis({
         ...common,
         sentinels: topology.sentinels,
         name: topology.name,
+        // The sentinels' own password when they have one, else (as Bitnami's chart does) the data nodes'.
+        sentinelPassword: settings.sentinelPassword ?? settings.password,
+        // TLS to the primary and replicas the sentinels name, and to the sentinels themselves.
+        ...(tls === undefined ? {} : { enableTLSForSentinelMode: true, sentinelTLS: tls }),
         // Moves to the new primary as soon as the sentinels announce it, instead of waiting for
         // the old one to drop the connection.
         failoverDetector: true,
         sentinelRetryStrategy: reconnectDelay,
-        sentinelPassword: settings.sentinelPassword,
       });
     case 'cluster': {
       const options: ClusterOptions = {
@@ -78,21 +100,42 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
   }
 }
 
+function withoutCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = '';
+  parsed.password = '';
+  return parsed.toString();
+}
+
+/** Replies by which Redis refuses who we say we are. */
+const AUTH_REFUSALS = /^(WRONGPASS|NOAUTH|NOPERM)|invalid password|invalid username-password/i;
+
 /**
  * Connects, retrying with capped backoff for as long as it takes: a worker that starts before
- * Redis waits for it (and is not ready meanwhile) instead of crashing. One log line per failed
- * attempt names the Redis it tried, password redacted.
+ * Redis waits for it (and is not ready meanwhile) instead of crashing; so does one whose
+ * credentials Redis refuses, until the password is fixed (a rotation may be under way). One log
+ * line per failed attempt names the Redis it tried, password redacted, and says which it was.
  */
 export async function connectPatiently(client: RedisClient, settings: RedisSettings, role: ConnectionRole, log: Logger): Promise<void> {
   let attempt = 0;
+  // connect() itself fails with "Connection is closed." when Redis refused the AUTH or the TLS
+  // handshake failed; the reason is in the 'error' event just before.
+  let reason: Error | undefined;
+  const remember = (error: Error) => { reason = error; };
+  client.on('error', remember);
   for (;;) {
+    reason = undefined;
     try {
       await client.connect();
+      client.off('error', remember);
       return;
     } catch (error) {
       attempt++;
-      log.warn({ role, attempt, redis: describeRedis(settings), err: (error as Error).message },
-        `cannot reach Redis (${describeRedis(settings)}); retrying`);
+      const message = (reason ?? error as Error).message;
+      const why = AUTH_REFUSALS.test(message)
+        ? `Redis refused our credentials (${describeRedis(settings)}): check REDIS_USERNAME and REDIS_PASSWORD_FILE or the URL's user and password; retrying`
+        : `cannot reach Redis (${describeRedis(settings)}); retrying`;
+      log.warn({ role, attempt, redis: describeRedis(settings), err: message }, why);
       client.disconnect();
       await new Promise((resolve) => setTimeout(resolve, reconnectDelay(attempt)));
     }
@@ -102,13 +145,26 @@ export async function connectPatiently(client: RedisClient, settings: RedisSetti
 /** Logs a lost connection once and its return once, and counts reconnects. */
 export function watchConnection(client: RedisClient, role: ConnectionRole, log: Logger): void {
   let lost = false;
+  // Before the first ready, connectPatiently says what went wrong, once per attempt.
+  let connected = false;
   client.on('error', (error: Error) => {
-    if (!lost) log.warn({ role, err: error.message }, 'redis connection lost; reconnecting');
+    if (connected && AUTH_REFUSALS.test(error.message)) {
+      // The password changed under a running worker: every reconnect attempt says so.
+      log.warn({ role, err: error.message }, 'Redis refused our credentials on reconnecting: check REDIS_USERNAME and '
+        + 'REDIS_PASSWORD_FILE or the URL\'s user and password; retrying');
+    } else if (!lost && connected) {
+      log.warn({ role, err: error.message }, 'redis connection lost; reconnecting');
+    }
     lost = true;
   });
   client.on('close', () => { lost = true; });
   client.on('ready', () => {
-    if (!lost) return;
+    const first = !connected;
+    connected = true;
+    if (!lost || first) {
+      lost = false;
+      return;
+    }
     lost = false;
     metrics.redisReconnects.inc({ role });
     log.info({ role }, 'redis connection back');
