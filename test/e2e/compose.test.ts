@@ -91,6 +91,15 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
 
     const spread = await containersWithClients();
     assert.ok(spread.size >= 2, `clients landed on ${spread.size} replica(s): ${JSON.stringify([...spread])}`);
+    // HAProxy sends a PROXY v2 header: each replica logs the client's address, and HAProxy as `via`.
+    const [lb] = await project.containers('lb');
+    const lbAddress = (await project.exec(lb!, 'hostname', '-i')).trim().split(/\s+/)[0]!;
+    for (const container of spread.keys()) {
+      for (const line of (await project.logsOf(container)).filter((entry) => entry.msg === 'connection opened')) {
+        assert.ok(String(line.via).startsWith(`${lbAddress}:`), `via ${line.via}, HAProxy is ${lbAddress}`);
+        assert.ok(!String(line.remote).startsWith(`${lbAddress}:`), `remote ${line.remote} is the client, not HAProxy`);
+      }
+    }
 
     // Every pair exchanges a direct message, in both directions.
     everyone.forEach((client, i) => client.send(...users.filter((_, j) => j !== i).map((to) => `MSG ${to} from ${users[i]}`)));
@@ -144,7 +153,9 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
     await waitFor(`Prometheus scraping all ${replicas} chat replicas and HAProxy`, async () =>
       await promQuery(prometheusPort, 'count(up{job="chatline"} == 1)') === replicas
       && await promQuery(prometheusPort, 'up{job="haproxy"}') === 1, 60_000);
-    assert.equal(await promQuery(prometheusPort, 'haproxy_backend_active_servers{proxy="chat"}'), replicas, 'HAProxy\'s exporter sees every replica');
+    // HAProxy marks a replica up after its own checks, and Prometheus scrapes it every 5 s.
+    await waitFor('HAProxy\'s exporter to see every replica', async () =>
+      await promQuery(prometheusPort, 'haproxy_backend_active_servers{proxy="chat"}') === replicas, 60_000);
 
     const logins = 'sum(chatline_logins_total{result="ok"})';
     const messages = 'sum(chatline_messages_accepted_total)';
