@@ -416,6 +416,10 @@ export class RedisBackplane implements Backplane {
       this.commands.srem(this.keys.workers(), this.workerId),
     ]);
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
+    // QUIT closes the connection but not ioredis' Sentinel failover detector, whose sentinel
+    // connections would otherwise go on reconnecting and keep the process alive.
+    this.commands.disconnect();
+    this.subscriber.disconnect();
   }
 
   private stateWord(): string {
