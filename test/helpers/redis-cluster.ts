@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, type ClusterOptions } from 'ioredis';
 import { freePorts } from './ports.js';
-import { makeTempDir, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
+import { makeTempDir, onFreshPorts, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
 // A real Redis Cluster of spawned redis-server processes: 3 primaries with one replica each,
@@ -67,7 +67,11 @@ export class RedisCluster {
   private constructor(readonly nodes: ClusterNode[], private readonly dir: string) {}
 
   /** Starts 6 nodes, creates the cluster (3 primaries, 1 replica each) and waits until it has settled. */
-  static async start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
+  static start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
+    return onFreshPorts(() => RedisCluster.startOnce(options));
+  }
+
+  private static async startOnce(options: RedisClusterOptions): Promise<RedisCluster> {
     requireRedisServer();
     const dir = makeTempDir('chatline-cluster-');
     const ports = await freePorts(12);

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { freePorts } from './ports.js';
-import { makeTempDir, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
+import { makeTempDir, onFreshPorts, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
 // A real Sentinel set of spawned redis-server processes: a primary, a replica, and 3 sentinels
@@ -56,7 +56,11 @@ export class RedisSentinel {
   ) {}
 
   /** Starts primary and replica, then 3 sentinels, and waits until all sentinels see both and each other. */
-  static async start(name: string, options: RedisSentinelOptions = {}): Promise<RedisSentinel> {
+  static start(name: string, options: RedisSentinelOptions = {}): Promise<RedisSentinel> {
+    return onFreshPorts(() => RedisSentinel.startOnce(name, options));
+  }
+
+  private static async startOnce(name: string, options: RedisSentinelOptions): Promise<RedisSentinel> {
     requireRedisServer();
     const dir = makeTempDir('chatline-sentinel-');
     const [primaryPort, replicaPort, ...sentinelPorts] = await freePorts(5) as [number, number, ...number[]];

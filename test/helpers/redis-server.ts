@@ -172,3 +172,17 @@ export class RedisNode {
     return this.address;
   }
 }
+
+/**
+ * Starts something on ports picked a moment earlier, again on new ones if another process took
+ * one meanwhile (free ports are only free when asked; a busy machine runs other tests too).
+ */
+export async function onFreshPorts<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt >= attempts || !/Address already in use/.test(String((error as Error).message))) throw error;
+    }
+  }
+}

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { freePort } from './ports.js';
-import { redisServerInstalled, requireRedisServer, spawnRedisServer } from './redis-server.js';
+import { onFreshPorts, redisServerInstalled, requireRedisServer, spawnRedisServer } from './redis-server.js';
 
 // A real Redis for tests, never a mock: a testcontainers Redis where a Docker engine answers,
 // else a redis-server spawned on a free port. With neither, startRedis throws and says what to
@@ -54,7 +54,11 @@ export interface RedisProcessOptions {
   password?: string;
 }
 
-export async function startRedisProcess(options: RedisProcessOptions = {}): Promise<ProcessRedis> {
+export function startRedisProcess(options: RedisProcessOptions = {}): Promise<ProcessRedis> {
+  return onFreshPorts(() => startRedisProcessOnce(options));
+}
+
+async function startRedisProcessOnce(options: RedisProcessOptions): Promise<ProcessRedis> {
   installCleanup();
   requireRedisServer();
   const port = await freePort();

@@ -91,6 +91,8 @@ export class RedisBackplane implements Backplane {
   /** A reconcile to run at the next successful heartbeat. */
   private pendingRepair: { reason: string; renew: boolean } | undefined;
   private lastProbeAt = performance.now();
+  /** When the oldest probe not yet seen back was published (undefined: none outstanding). */
+  private unseenProbeSince: number | undefined;
   private subscriberReadyAt = performance.now();
   private closing = false;
 
@@ -121,7 +123,7 @@ export class RedisBackplane implements Backplane {
           log.warn('heartbeats get no answer on a connection that looks up; reconnecting it');
           this.commands.disconnect(true);
         },
-        renewed: () => this.onRenewed(),
+        renewed: (sentAt) => this.onRenewed(sentAt),
       },
       log,
     );
@@ -509,13 +511,15 @@ export class RedisBackplane implements Backplane {
 
   // Faults and repair.
 
-  private onRenewed(): void {
+  private onRenewed(sentAt: number): void {
     this.pumpGate();
+    // This heartbeat published a probe to our own subscription: it should come back soon.
+    this.unseenProbeSince ??= sentAt;
     const now = performance.now();
     if (this.subscriberSilent()) {
       // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
       this.options.log.warn({ silentMs: Math.round(now - this.lastProbeAt) }, 'delivery connection stopped delivering; reconnecting it');
-      this.lastProbeAt = now;
+      this.unseenProbeSince = undefined;
       this.subscriptions.reconnect();
     }
     if (this.pendingRepair) this.repair(this.pendingRepair.reason, this.pendingRepair.renew);
@@ -523,11 +527,17 @@ export class RedisBackplane implements Backplane {
     if (this.status().up) this.outage.over();
   }
 
-  /** The subscriber has been connected for several beats without seeing one of its own probes. */
+  /**
+   * A probe published (by a heartbeat that succeeded) several beats ago has not come back
+   * through the subscription, which has been connected all that time. Measured from the probe's
+   * publication, not from the last probe seen, so a worker slowed down as a whole (probes and
+   * heartbeats late alike) is not mistaken for a silent subscription.
+   */
   private subscriberSilent(): boolean {
     const silentFor = SILENT_BEATS * this.lease.timing.beatMs;
     const now = performance.now();
-    return this.subscriptions.connected && now - this.subscriberReadyAt > silentFor && now - this.lastProbeAt > silentFor;
+    return this.subscriptions.connected && this.unseenProbeSince !== undefined
+      && now - this.unseenProbeSince > silentFor && now - this.subscriberReadyAt > silentFor;
   }
 
   /** Runs a reconcile with the gate closed; one at a time, another queued if asked meanwhile. */
@@ -618,6 +628,7 @@ export class RedisBackplane implements Backplane {
         return;
       case 'probe':
         this.lastProbeAt = performance.now();
+        this.unseenProbeSince = undefined;
     }
   }
 

@@ -75,8 +75,8 @@ export class Lease {
       lost(): void;
       /** Heartbeats keep getting no answer on a connection that looks up. */
       unanswered(): void;
-      /** A heartbeat succeeded: the lease is valid (again). */
-      renewed(): void;
+      /** A heartbeat sent at `sentAt` succeeded: the lease is valid (again), and its probe is on its way. */
+      renewed(sentAt: number): void;
     },
     private readonly log: Logger,
   ) {}
@@ -142,7 +142,7 @@ export class Lease {
     }
     this.offsetMs = Number(seconds) * 1000 + Number(microseconds) / 1000 - receivedAt;
     this.validUntil = sentAt + this.timing.serveMs;
-    this.events.renewed();
+    this.events.renewed(sentAt);
     return 'ok';
   }
 }
