@@ -389,6 +389,21 @@ describe('Kubernetes manifests (deploy/k8s), rendered by kubectl kustomize', () 
     }
   });
 
+  it('gives the external-redis variant the Sentinels\' password: Bitnami\'s (the Redis one), or its own optional Secret', () => {
+    const variant = variants.find((v) => v.name === 'external-redis')!;
+    const config = variant.loadConfig(scratch);
+    assert.equal(config.redis?.topology.kind, 'sentinel');
+    assert.ok(config.redis?.sentinelPassword, 'a Sentinel password');
+    // Bitnami's Sentinels (auth.sentinel, on by default) take the data nodes' password.
+    const passwordAt = (variable: string) => variant.secretFileAt(variant.chat, variant.chatContainer, variant.config[variable]!);
+    assert.deepEqual(passwordAt('REDIS_SENTINEL_PASSWORD_FILE'), passwordAt('REDIS_PASSWORD_FILE'));
+    // Sentinels with a password of their own: the path redis.env gives, from a Secret the pod starts without.
+    const own = variant.secretFileAt(variant.chat, variant.chatContainer, '/var/run/secrets/chatline/redis-sentinel/password');
+    assert.deepEqual(own, { secret: 'chatline-redis-sentinel', key: 'password' });
+    const volume = variant.chat.spec.template.spec.volumes.find((v: any) => v.secret?.secretName === 'chatline-redis-sentinel');
+    assert.equal(volume.secret.optional, true);
+  });
+
   it('points the default variant at its own Redis: password from the same Secret, no eviction, sized pub/sub buffers', () => {
     const variant = defaultVariant();
     const redisUrl = new URL(variant.config.REDIS_URL!);

@@ -2,7 +2,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-// Runs this repository's docker-compose.yml as a throwaway project, as a user would.
+// Runs this repository's docker-compose.yml (or, with COMPOSE_FILE in its environment, another of
+// its compose files) as a throwaway project, as a user would.
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -77,6 +78,12 @@ export class ComposeProject {
   /** What a command run in a container printed (stdout and stderr). */
   async exec(container: string, ...command: string[]): Promise<string> {
     const { stdout, stderr } = await run('docker', ['exec', container, ...command]);
+    return stdout + stderr;
+  }
+
+  /** Everything a container wrote to stdout and stderr, as text. */
+  async logText(container: string): Promise<string> {
+    const { stdout, stderr } = await run('docker', ['logs', container], { maxBuffer: 64 * 1024 * 1024 });
     return stdout + stderr;
   }
 
