@@ -51,7 +51,7 @@ const byName = (a: string, b: string) => (nameKey(a) < nameKey(b) ? -1 : nameKey
 export const COMMANDS: readonly CommandSpec[] = [
   command({
     keyword: 'LOGIN', shape: 'user', barrier: true, needsLogin: false,
-    syntax: 'LOGIN <user>', summary: 'take a name for this connection (needed by every command but PING, HELP and QUIT)',
+    syntax: 'LOGIN <user>', summary: 'take a name; every command but PING, HELP and QUIT needs one',
     async run(context, { user }) {
       if (context.me) {
         metrics.logins.inc({ result: 'already_logged_in' });
