@@ -15,27 +15,34 @@ import {
 } from './client.js';
 import { DirectMessageBatcher } from './direct-batch.js';
 import { channelKind, RedisKeys, ROOM_SHARDS } from './keys.js';
+import { CommandGate } from './gate.js';
 import { Lease, leaseTiming } from './lease.js';
 import { OutageLog } from './outage.js';
+import { ProbeWatch } from './probe-watch.js';
 import { Reaper } from './reaper.js';
 import { Reconciler } from './reconcile.js';
 import { COMMAND_BUDGET_MS, REPLY_WAIT_MS, awaitReply } from './reply-wait.js';
 import { RoomFeeds } from './room-feeds.js';
 import { type ChatScripts, EXPIRED, loadScripts } from './scripts.js';
+import { SenderTurns } from './sender-turns.js';
 import { SharedState } from './shared-state.js';
 import { Subscriptions } from './subscriptions.js';
 
 // The clustered backplane. State lives in Redis (keys.ts); every check-then-act is one Lua
 // script in one slot (scripts/), multi-slot sequences are in shared-state.ts. Deliveries travel
-// over pub/sub: one inbox channel per user, subscribed by the worker holding it, and one feed
-// per room (room-feeds.ts). What each module keeps:
+// over pub/sub: one inbox channel per user, subscribed by the worker holding it, and (on one
+// primary) one feed per room. What each module keeps:
 //   lease.ts          the heartbeat, and whether this worker may act now (fencing)
+//   gate.ts           admitting commands only while it may, in order
+//   reply-wait.ts     why an error answer means "no effect"
 //   subscriptions.ts  the delivery connection's channels, made again when it is lost
+//   probe-watch.ts    whether that connection still delivers
+//   room-feeds.ts     room delivery on one primary: who is a member, message by message
+//   sender-turns.ts   per-sender order on Redis Cluster
+//   direct-batch.ts   a turn's DMs as one script call
 //   reconcile.ts      making Redis match this worker's live logins after any fault
 //   reaper.ts         releasing the sessions of workers that died
-//   reply-wait.ts     why an error answer means "no effect"
-// This file wires them and admits commands through one gate: a command runs only while the
-// lease holds and no reconcile is under way, and commands pass the gate in arrival order.
+// This file implements the Backplane interface on top of them and decides when to repair.
 
 export interface RedisBackplaneOptions {
   redis: RedisSettings;
@@ -43,12 +50,6 @@ export interface RedisBackplaneOptions {
   maxRoomMembers: number;
   nodeTtlMs: number;
   log: Logger;
-}
-
-interface GateWaiter {
-  resolve(): void;
-  reject(error: unknown): void;
-  timer: NodeJS.Timeout;
 }
 
 /** Redis Cluster: a room and its members (member key, login id) as of one instant. */
@@ -81,19 +82,13 @@ export class RedisBackplane implements Backplane {
   private readonly publish: 'PUBLISH' | 'SPUBLISH';
   private workerId = newWorkerId();
   private loginCount = 0;
-  private readonly gateQueue: GateWaiter[] = [];
-  /** Redis Cluster: per sender, the delivery in progress (see inTurn); undefined on one primary. */
-  private readonly senderTurns: Map<string, Promise<void>> | undefined;
-  /** Commands admitted through the gate and not finished. */
-  private operations = 0;
-  private drainWaiters: (() => void)[] = [];
+  private readonly gate: CommandGate;
+  /** Redis Cluster only: one sender's deliveries one after another. */
+  private readonly senderTurns: SenderTurns | undefined;
   private restoring = false;
   /** A reconcile to run at the next successful heartbeat. */
   private pendingRepair: { reason: string; renew: boolean } | undefined;
-  private lastProbeAt = performance.now();
-  /** When the oldest probe not yet seen back was published (undefined: none outstanding). */
-  private unseenProbeSince: number | undefined;
-  private subscriberReadyAt = performance.now();
+  private readonly probes: ProbeWatch;
   private closing = false;
 
   private constructor(
@@ -104,7 +99,7 @@ export class RedisBackplane implements Backplane {
     const { log, redis } = options;
     const sharded = redis.topology.kind === 'cluster';
     this.publish = sharded ? 'SPUBLISH' : 'PUBLISH';
-    this.senderTurns = sharded ? new Map() : undefined;
+    this.senderTurns = sharded ? new SenderTurns() : undefined;
     this.keys = new RedisKeys(redis.prefix);
     this.scripts = loadScripts(commands);
     this.state = new SharedState(commands, this.scripts, this.keys, {
@@ -112,7 +107,11 @@ export class RedisBackplane implements Backplane {
       maxRoomsPerUser: options.maxRoomsPerUser, maxRoomMembers: options.maxRoomMembers,
     });
     this.outage = new OutageLog(log);
+    // Open while this worker may act: its lease holds and no reconcile is under way.
+    this.gate = new CommandGate(() => this.lease.valid() && !this.restoring,
+      () => (this.restoring ? 'unreachable' : 'lease'), REPLY_WAIT_MS);
     const timing = leaseTiming(options.nodeTtlMs);
+    this.probes = new ProbeWatch(SILENT_BEATS * timing.beatMs);
     this.lease = new Lease(
       (mode) => this.scripts.heartbeat(this.keys.workerAlive(this.workerId), this.workerId, timing.keyTtlMs,
         this.keys.workerProbe(this.workerId), this.publish, mode),
@@ -144,7 +143,7 @@ export class RedisBackplane implements Backplane {
       nameLost: (login) => this.endLogin(login, true),
     });
     this.reaper = new Reaper(this.state, () => this.workerId, timing.beatMs, log);
-    subscriber.on('ready', () => { this.subscriberReadyAt = performance.now(); });
+    subscriber.on('ready', () => this.probes.connected());
     commands.on('ready', () => {
       // Redis may have restarted empty, failed over and lost writes, or kept everything: the
       // next heartbeat tells which, and a reconcile (renewing if the key was gone) follows.
@@ -182,7 +181,7 @@ export class RedisBackplane implements Backplane {
     await this.subscriptions.start([this.keys.workerProbe(this.workerId)]);
     await this.lease.register();
     await this.commands.sadd(this.keys.workers(), this.workerId);
-    this.lastProbeAt = performance.now();
+    this.probes.connected();
   }
 
   login(user: string, client: ClientHandle): Promise<LoginResult> {
@@ -311,13 +310,10 @@ export class RedisBackplane implements Backplane {
   }
 
   /**
-   * Per-sender order on Redis Cluster, where a DM and a room's lookup run on different nodes and
-   * ioredis retries a command redirected by a failover on its own schedule (so a later command
-   * could reach the new primary before an earlier one): each of a sender's deliveries is made
-   * only once the one before it was acknowledged by Redis. A room's lookup may run early; its
-   * publishes wait their turn. The line goes to each member's inbox addressed to the member's
-   * login id (a later login of the name never gets it), from a script on the member's primary
-   * (see publishTo-1.lua for why not a bare SPUBLISH).
+   * Redis Cluster: the room's lookup may run early; its publishes wait the sender's turn
+   * (sender-turns.ts). The line goes to each member's inbox addressed to the member's login id
+   * (a later login of the name never gets it), from a script on the member's primary (see
+   * publishTo-1.lua for why not a bare SPUBLISH).
    */
   private fanOutInOrder(sender: Member, lookedUp: Promise<RoomMembers | 'not-available'>, lineBefore: string, lineAfter: string,
   ): Promise<RoomMessageResult> {
@@ -332,20 +328,9 @@ export class RedisBackplane implements Backplane {
     });
   }
 
-  /**
-   * Runs a sender's delivery after the sender's previous one finished (Redis Cluster only; on
-   * one primary, deliveries reach Redis in call order on one connection and run as called).
-   */
+  /** A sender's delivery, in its turn on Redis Cluster (sender-turns.ts), at once on one primary. */
   private inTurn<T>(sender: Member, delivery: () => Promise<T>): Promise<T> {
-    if (!this.senderTurns) return delivery();
-    const previous = this.senderTurns.get(sender.loginId);
-    const turn = previous ? previous.then(delivery) : delivery();
-    const done = turn.then(() => {}, () => {});
-    this.senderTurns.set(sender.loginId, done);
-    void done.then(() => {
-      if (this.senderTurns?.get(sender.loginId) === done) this.senderTurns.delete(sender.loginId);
-    });
-    return turn;
+    return this.senderTurns ? this.senderTurns.take(sender.loginId, delivery) : delivery();
   }
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
@@ -403,16 +388,13 @@ export class RedisBackplane implements Backplane {
 
   /** Since this worker last saw its own probe come back through its subscription. */
   probeLagSeconds(): number {
-    return (performance.now() - this.lastProbeAt) / 1000;
+    return this.probes.lagMs() / 1000;
   }
 
   async close(): Promise<void> {
     this.closing = true;
     this.lease.stop();
-    for (const waiter of this.gateQueue.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(new BackplaneUnavailableError('unreachable'));
-    }
+    this.gate.refuseAll(new BackplaneUnavailableError('unreachable'));
     await Promise.allSettled([
       this.commands.del(this.keys.workerAlive(this.workerId)),
       this.commands.srem(this.keys.workers(), this.workerId),
@@ -438,9 +420,9 @@ export class RedisBackplane implements Backplane {
   // The gate.
 
   /**
-   * Runs a step once the gate admits it. When the gate is open and nobody waits, the step starts
-   * in this very call, so steps start (and reach Redis) in the order they were called; when it
-   * is closed, they wait in line, in that order, for at most REPLY_WAIT_MS.
+   * Runs a step once the gate (gate.ts) admits it: in this very call when it is open and nobody
+   * waits, so steps reach Redis in the order they were called. Failures are reported as the
+   * backplane reports them, and an outage is logged once.
    */
   private guarded<T>(step: () => Promise<T>): Promise<T> {
     let waiting: Promise<void> | undefined;
@@ -449,58 +431,19 @@ export class RedisBackplane implements Backplane {
     } catch (error) {
       return Promise.reject(this.refused(error));
     }
-    const run = () => step().finally(() => this.leaveGate());
+    const run = () => step().finally(() => this.gate.leave());
     return (waiting ? waiting.then(run) : run()).catch((error: unknown) => {
       throw this.refused(error);
     });
   }
 
-  private gateOpen(): boolean {
-    return this.lease.valid() && !this.restoring;
-  }
-
   private enterGate(): Promise<void> | undefined {
     // Redis away: say so at once rather than wait.
     if (this.closing || this.commands.status !== 'ready') throw new BackplaneUnavailableError('unreachable');
-    if (this.gateQueue.length === 0 && this.gateOpen()) {
-      this.operations++;
-      return undefined;
-    }
+    const waiting = this.gate.enter();
     // After a pause the lease has run out: one heartbeat re-verifies it before anything is done.
-    if (!this.lease.valid()) void this.lease.beat();
-    return new Promise<void>((resolve, reject) => {
-      const waiter: GateWaiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.gateQueue.splice(this.gateQueue.indexOf(waiter), 1);
-          reject(new BackplaneUnavailableError(this.restoring ? 'unreachable' : 'lease'));
-        }, REPLY_WAIT_MS),
-      };
-      this.gateQueue.push(waiter);
-    });
-  }
-
-  private pumpGate(): void {
-    while (this.gateQueue.length > 0 && this.gateOpen()) {
-      const waiter = this.gateQueue.shift()!;
-      clearTimeout(waiter.timer);
-      this.operations++;
-      waiter.resolve();
-    }
-  }
-
-  private leaveGate(): void {
-    if (--this.operations > 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const wake of waiters) wake();
-  }
-
-  /** Resolves once no admitted command is still running. */
-  private drained(): Promise<void> {
-    if (this.operations === 0) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    if (waiting && !this.lease.valid()) void this.lease.beat();
+    return waiting;
   }
 
   private refused(error: unknown): unknown {
@@ -512,14 +455,12 @@ export class RedisBackplane implements Backplane {
   // Faults and repair.
 
   private onRenewed(sentAt: number): void {
-    this.pumpGate();
-    // This heartbeat published a probe to our own subscription: it should come back soon.
-    this.unseenProbeSince ??= sentAt;
-    const now = performance.now();
+    this.gate.pump();
+    this.probes.published(sentAt);
     if (this.subscriberSilent()) {
       // Connected but silent: a subscriber that no longer delivers. Reconnecting resubscribes.
-      this.options.log.warn({ silentMs: Math.round(now - this.lastProbeAt) }, 'delivery connection stopped delivering; reconnecting it');
-      this.unseenProbeSince = undefined;
+      this.options.log.warn({ silentMs: Math.round(this.probes.lagMs()) }, 'delivery connection stopped delivering; reconnecting it');
+      this.probes.connected();
       this.subscriptions.reconnect();
     }
     if (this.pendingRepair) this.repair(this.pendingRepair.reason, this.pendingRepair.renew);
@@ -527,17 +468,9 @@ export class RedisBackplane implements Backplane {
     if (this.status().up) this.outage.over();
   }
 
-  /**
-   * A probe published (by a heartbeat that succeeded) several beats ago has not come back
-   * through the subscription, which has been connected all that time. Measured from the probe's
-   * publication, not from the last probe seen, so a worker slowed down as a whole (probes and
-   * heartbeats late alike) is not mistaken for a silent subscription.
-   */
+  /** The delivery connection is up but its own probes do not come back (probe-watch.ts). */
   private subscriberSilent(): boolean {
-    const silentFor = SILENT_BEATS * this.lease.timing.beatMs;
-    const now = performance.now();
-    return this.subscriptions.connected && this.unseenProbeSince !== undefined
-      && now - this.unseenProbeSince > silentFor && now - this.subscriberReadyAt > silentFor;
+    return this.subscriptions.connected && this.probes.silent();
   }
 
   /** Runs a reconcile with the gate closed; one at a time, another queued if asked meanwhile. */
@@ -552,7 +485,7 @@ export class RedisBackplane implements Backplane {
     this.pendingRepair = undefined;
     void (async () => {
       try {
-        await this.drained();
+        await this.gate.drained();
         await this.reconciler.restore(reason, renew);
       } catch (error) {
         // A renewal that already took its new id does not renew again: logins still under the
@@ -561,7 +494,7 @@ export class RedisBackplane implements Backplane {
         this.options.log.warn({ err: error, reason }, 'reconcile failed; retrying after the next heartbeat');
       } finally {
         this.restoring = false;
-        this.pumpGate();
+        this.gate.pump();
       }
     })();
   }
@@ -627,8 +560,7 @@ export class RedisBackplane implements Backplane {
         this.feeds?.onFeed(channel, message);
         return;
       case 'probe':
-        this.lastProbeAt = performance.now();
-        this.unseenProbeSince = undefined;
+        this.probes.seen();
     }
   }
 
