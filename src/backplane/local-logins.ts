@@ -43,12 +43,22 @@ export class LocalLogins {
     return login;
   }
 
-  /** Gives a login a new identity (after a fault): deliveries for the old id stop reaching it. */
-  rename(login: LocalLogin, member: Member): void {
+  /** Whether the login is still held here: it may log out while a reconcile works on it. */
+  holds(login: LocalLogin): boolean {
+    return this.byId.get(login.member.loginId) === login;
+  }
+
+  /**
+   * Gives a login a new identity (after a fault): deliveries for the old id stop reaching it.
+   * False, and nothing changed, when the login ended meanwhile: its client must not take it back.
+   */
+  rename(login: LocalLogin, member: Member): boolean {
+    if (!this.holds(login)) return false;
     this.byId.delete(login.member.loginId);
     login.member = member;
     this.byId.set(member.loginId, login);
     login.client.rebound(member);
+    return true;
   }
 
   all(): LocalLogin[] {

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import { RedisBackplane } from '../../src/backplane/redis/index.js';
+import type { SharedState } from '../../src/backplane/redis/shared-state.js';
 import { registry } from '../../src/metrics.js';
 import { loginAs, TestClient } from '../contract/backplane.contract.js';
 import { startRedisProcess, type ProcessRedis } from '../helpers/redis.js';
@@ -85,5 +86,50 @@ describe('reconcile while sessions log out and in again', () => {
     const bob = await loginAs(backplane, 'bob');
     await backplane.sendToUser(bob.member, 'alice', 'still you?');
     assert.deepEqual(await alice.received(1), ['GOTUSERMSG bob still you?\r\n']);
+  });
+});
+
+describe('a logout that lands while a renewal claims the name again', () => {
+  let redis: ProcessRedis;
+  let backplane: RedisBackplane;
+  before(async () => {
+    redis = await startRedisProcess();
+    backplane = await RedisBackplane.connect({
+      redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
+      maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: process.env.DEBUG_LOG ?? 'silent' }),
+    });
+  });
+  after(async () => {
+    await backplane?.close();
+    await redis?.stop();
+  });
+
+  it('ends the login for good: the client keeps its logout, the name and the room are free', async () => {
+    const alice = await loginAs(backplane, 'alice');
+    await backplane.join(alice.member, '#room');
+    const loggedOutAs = alice.member;
+    // The reconcile's own claim is where a client's LOGOUT can land: it is taken apart here so
+    // that the logout runs exactly between the reconcile's look at the logins and its claim.
+    const state = (backplane as unknown as { state: SharedState }).state;
+    const claim = state.claim.bind(state);
+    let logout: Promise<void> | undefined;
+    state.claim = (member, workerId, deadline, replaces) => {
+      if (replaces && !logout) logout = backplane.logout(loggedOutAs);
+      return claim(member, workerId, deadline, replaces);
+    };
+    // Taken for dead: the next heartbeat finds its key gone and the worker renews its identity.
+    const [workerId] = await redis.client.smembers(keys.workers());
+    await redis.client.del(keys.workerAlive(workerId!));
+    await waitFor('the renewal to reach the claim', () => logout !== undefined, 10_000);
+    await logout;
+
+    assert.equal(alice.member, loggedOutAs, 'the logged-out client was given its login back');
+    await waitFor('the name to be free in Redis', async () => (await redis.client.exists(keys.user('alice'))) === 0, 10_000);
+    assert.deepEqual(await redis.client.hgetall(keys.roomMembers('#room')), {});
+    const again = await loginAs(backplane, 'alice');
+    const bob = await loginAs(backplane, 'bob');
+    await backplane.sendToUser(bob.member, 'alice', 'hello');
+    assert.deepEqual(await again.received(1), ['GOTUSERMSG bob hello\r\n']);
+    assert.deepEqual(alice.lines, [], 'the logged-out login still receives');
   });
 });

@@ -64,6 +64,8 @@ export class Lease {
   private beating: Promise<BeatOutcome> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failedBeats = 0;
+  /** Counts registrations: a heartbeat sent before the latest one speaks for a key no longer ours. */
+  private registrations = 0;
   /** Why the last heartbeat failed, for status: undefined after a success. */
   lastFailure: BackplaneUnavailableError | undefined;
 
@@ -83,6 +85,7 @@ export class Lease {
 
   /** Makes the key (a new worker id) and starts heartbeating. */
   async register(): Promise<void> {
+    this.registrations++;
     const outcome = await this.beatOnce('register');
     if (outcome !== 'ok') throw this.lastFailure ?? new Error('a new worker id was already registered');
     this.timer ??= setInterval(() => void this.beat(), this.timing.beatMs);
@@ -115,6 +118,7 @@ export class Lease {
 
   private async beatOnce(mode: 'renew' | 'register'): Promise<BeatOutcome> {
     const sentAt = performance.now();
+    const registration = this.registrations;
     let reply: [0 | 1, string, string];
     try {
       // A heartbeat answered too late proves nothing about now: its late reply is ignored.
@@ -127,6 +131,9 @@ export class Lease {
       if (++this.failedBeats >= BEAT_TIMEOUT_BEATS && this.lastFailure.reason === 'timeout') this.events.unanswered();
       return 'failed';
     }
+    // A renewal for an earlier worker id (taken for dead; registered again meanwhile) says
+    // nothing about the current one: its "gone" must not start a second renewal.
+    if (registration !== this.registrations) return 'failed';
     const receivedAt = performance.now();
     metrics.redisDuration.observe((receivedAt - sentAt) / 1000);
     this.failedBeats = 0;

@@ -83,10 +83,16 @@ export class Reconciler {
     if (claimed === EXPIRED) throw new BackplaneUnavailableError('timeout');
     if (claimed === 0) {
       await state.forget(member, workerId);
-      this.context.nameLost(login);
+      if (logins.holds(login)) this.context.nameLost(login);
       return false;
     }
-    if (rename) logins.rename(login, member);
+    const stillLive = rename ? logins.rename(login, member) : logins.holds(login);
+    if (!stillLive) {
+      // Logged out while its name was being claimed again; that logout's release ran (or will
+      // run) for the identity it knew, so the one claimed here is released here.
+      await state.release(member, workerId, rename ? previous.loginId : '');
+      return true;
+    }
     await this.restoreRooms(login, rename ? previous.loginId : '');
     return true;
   }

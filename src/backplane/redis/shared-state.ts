@@ -112,14 +112,15 @@ export class SharedState {
   /**
    * The whole of a logout in Redis: leaves every room in the index, frees the name, forgets the
    * session. Each step compares login ids, so releasing a session that already ended, or whose
-   * name a newer login holds, changes nothing of the newer one.
+   * name a newer login holds, changes nothing of the newer one. `alsoLoginId`: memberships the
+   * same session still holds under its identity before a renewal go too.
    */
-  async release(member: Member, workerId: string): Promise<void> {
+  async release(member: Member, workerId: string, alsoLoginId = ''): Promise<void> {
     const userKey = nameKey(member.user);
     // Rooms first: if this stops half-way, the index still lists every room, so a later
     // cleanup finishes the job.
     const rooms = await this.indexedRooms(member);
-    await Promise.all(rooms.map((roomKey) => this.part(member, roomKey, NO_DEADLINE)));
+    await Promise.all(rooms.map((roomKey) => this.part(member, roomKey, NO_DEADLINE, alsoLoginId)));
     await this.scripts.logout(this.keys.user(userKey), this.keys.userRooms(userKey), member.loginId);
     await this.forget(member, workerId);
   }
