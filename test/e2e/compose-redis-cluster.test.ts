@@ -74,16 +74,7 @@ describe('docker compose on a Redis Cluster: HAProxy over chat replicas on 3 pri
       CHAT_WORKERS: '2',
       HAPROXY_STATS_PORT: String(await freePort()),
     });
-    const cleanUp = () => void project.run('down', '-v', '--remove-orphans').finally(() => process.exit(130));
-    process.once('SIGINT', cleanUp);
-    process.once('SIGTERM', cleanUp);
-    await project.run('build', 'chat');
-    // up.sh returns once the init has exited 0 and every replica reports ready; then one HAProxy
-    // check interval (2 s, rise 1) so the balancer has them all.
-    const up = await project.upAndWait(150, '--scale', 'chat=3');
-    assert.equal(up.code, 0, up.output);
-    assert.equal((await project.containers('chat')).length, 3);
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await project.startStack(3, 150);
   });
 
   after(async () => {

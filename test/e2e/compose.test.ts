@@ -64,17 +64,7 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
       PROMETHEUS_PORT: String(prometheusPort),
       HAPROXY_STATS_PORT: String(await freePort()),
     });
-    const cleanUp = () => void project.run('down', '-v', '--remove-orphans').finally(() => process.exit(130));
-    process.once('SIGINT', cleanUp);
-    process.once('SIGTERM', cleanUp);
-    await project.run('build', 'chat');
-    // As a user would: up.sh returns once every replica reports ready (and fails, saying which,
-    // if one does not). Then one HAProxy check interval (2 s, rise 1) so the balancer has them
-    // all; otherwise the first replica up takes everyone.
-    const up = await project.upAndWait(120, '--scale', 'chat=3');
-    assert.equal(up.code, 0, up.output);
-    assert.equal((await project.containers('chat')).length, 3);
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await project.startStack(3, 120);
   });
 
   after(async () => {

@@ -58,6 +58,24 @@ export class ComposeProject {
     }
   }
 
+  /**
+   * The whole stack as a user brings it up, with `replicas` chat replicas: built, started
+   * through up.sh, and torn down if the test run is interrupted. Returns once HAProxy has seen
+   * every replica (one check interval, 2 s with rise 1, after they all report ready): otherwise
+   * the first replica up would take everyone.
+   */
+  async startStack(replicas: number, timeoutSeconds: number): Promise<void> {
+    const cleanUp = () => void this.run('down', '-v', '--remove-orphans').finally(() => process.exit(130));
+    process.once('SIGINT', cleanUp);
+    process.once('SIGTERM', cleanUp);
+    await this.run('build', 'chat');
+    const up = await this.upAndWait(timeoutSeconds, '--scale', `chat=${replicas}`);
+    if (up.code !== 0) throw new Error(`up.sh exited ${up.code}:\n${up.output}`);
+    const started = (await this.containers('chat')).length;
+    if (started !== replicas) throw new Error(`${started} chat replicas running, ${replicas} asked for`);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+
   /** Containers of this project that are running now, whatever their service. */
   async running(): Promise<string[]> {
     const { stdout } = await run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${this.name}`]);

@@ -24,16 +24,20 @@ async function reconcileCount(): Promise<number> {
   return metric?.values.reduce((sum, value) => sum + value.value, 0) ?? 0;
 }
 
+/** One worker's backplane (NODE_TTL_MS 2 s) on a Redis of its own. */
+async function startBackplane(): Promise<{ redis: ProcessRedis; backplane: RedisBackplane }> {
+  const redis = await startRedisProcess();
+  const backplane = await RedisBackplane.connect({
+    redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
+    maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: 'silent' }),
+  });
+  return { redis, backplane };
+}
+
 describe('reconcile while sessions log out and in again', () => {
   let redis: ProcessRedis;
   let backplane: RedisBackplane;
-  before(async () => {
-    redis = await startRedisProcess();
-    backplane = await RedisBackplane.connect({
-      redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
-      maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: 'silent' }),
-    });
-  });
+  before(async () => ({ redis, backplane } = await startBackplane()));
   after(async () => {
     await backplane?.close();
     await redis?.stop();
@@ -92,13 +96,7 @@ describe('reconcile while sessions log out and in again', () => {
 describe('a logout that lands while a renewal claims the name again', () => {
   let redis: ProcessRedis;
   let backplane: RedisBackplane;
-  before(async () => {
-    redis = await startRedisProcess();
-    backplane = await RedisBackplane.connect({
-      redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
-      maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: process.env.DEBUG_LOG ?? 'silent' }),
-    });
-  });
+  before(async () => ({ redis, backplane } = await startBackplane()));
   after(async () => {
     await backplane?.close();
     await redis?.stop();
