@@ -129,7 +129,7 @@ export interface Config {
   maxWorkerPendingBytes: number;
   /** Clients one worker serves at once; the next gets ERROR SERVER FULL. */
   maxConnections: number;
-  /** Clients one worker serves from one address (0: no limit). */
+  /** Clients one instance serves from one address (0: no limit). */
   maxConnectionsPerIp: number;
   /** Sustained commands per second per connection (0: no limit), and the burst allowed. */
   ratePerSec: number;

@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 // Every Prometheus metric chatline exports, in one registry per process. Code counts inline
-// through these (metrics.loginsTotal.inc(...)) rather than threading a metrics object through
+// through these (metrics.logins.inc(...)) rather than threading a metrics object through
 // constructors. In Redis mode each worker fills its own registry and the primary sums them
-// (see supervisor/metrics-gather.ts); in embedded mode the one process serves its own.
+// (see supervisor/instance-metrics.ts); in embedded mode the one process serves its own.
 //
 // Label values are fixed sets named here, so a scrape never grows without bound.
 
@@ -14,8 +14,7 @@ export type CloseReason =
   | 'client' | 'quit' | 'slow_reader' | 'output_shed' | 'rate_abuse' | 'idle' | 'login_timeout'
   | 'shutdown' | 'server_full' | 'per_ip_limit' | 'proxy_header' | 'tls_handshake' | 'watchdog' | 'worker_exit';
 
-export type CommandResult = 'ok' | 'error' | 'unavailable' | 'internal_error' | 'rate_limited';
-export type DropReason = 'gone' | 'closing' | 'not_member';
+export type CommandResult = 'ok' | 'error' | 'unavailable' | 'internal_error';
 
 /** Read when scraped rather than set as things happen: see observeBackplane. */
 let backplaneReadings = { up: () => false, probeLagSeconds: () => 0 };
@@ -35,12 +34,14 @@ export const metrics = {
   connectionsOpen: gauge('connections_open', 'Client connections open now.'),
   connectionsOpened: counter('connections_opened_total', 'Client connections accepted.'),
   connectionsClosed: counter('connections_closed_total', 'Client connections ended, by reason.', ['reason']),
-  logins: counter('logins_total', 'LOGIN commands by result: ok, taken, unavailable.', ['result']),
+  logins: counter('logins_total', 'LOGIN commands that reached the backplane (or found the session logged in), by result: ok, taken, already_logged_in.', ['result']),
   commands: counter('commands_total', 'Commands answered, by command keyword and result.', ['command', 'result']),
   commandDuration: histogram('command_duration_seconds', 'From a command being read to its reply being ready, by command.', ['command']),
   messagesAccepted: counter('messages_accepted_total', 'MSG commands answered OK, by kind: dm or room.', ['kind']),
   deliveriesWritten: counter('deliveries_written_total', 'GOTUSERMSG and GOTROOMMSG lines written to client sockets.'),
-  deliveriesDropped: counter('deliveries_dropped_total', 'Deliveries that reached this worker for a session it no longer has, by reason.', ['reason']),
+  deliveriesDropped: counter('deliveries_dropped_total',
+    'Deliveries lost, by reason: gone (reached this worker for a login it no longer has), unpublished (Redis Cluster: a member\'s node did not take a room message).',
+    ['reason']),
   pendingOutputBytes: gauge('pending_output_bytes', 'Bytes written to client sockets and not yet sent.'),
   rateLimited: counter('rate_limited_total', 'Commands refused with ERROR RATE LIMITED.'),
   internalErrors: counter('internal_errors_total', 'Commands that failed with a bug (answered ERROR INTERNAL ERROR).'),

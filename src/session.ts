@@ -5,7 +5,7 @@ import { COMMAND_BY_KEYWORD, type CommandContext, type CommandSpec, GRAMMAR } fr
 import type { Config } from './config.js';
 import type { InputBudget } from './input-budget.js';
 import type { Logger } from './log.js';
-import { type CloseReason, metrics } from './metrics.js';
+import { type CloseReason, type CommandResult, metrics } from './metrics.js';
 import { type Frame, LineFramer } from './protocol/framer.js';
 import type { Arguments } from './protocol/parser.js';
 import { parseLine } from './protocol/parser.js';
@@ -273,7 +273,7 @@ export class Session implements ClientHandle {
       return '';
     }
     const { spec } = step;
-    let result: 'ok' | 'error' | 'unavailable' | 'internal_error' = 'ok';
+    let result: CommandResult = 'ok';
     try {
       if (spec.needsLogin && !this.me) {
         result = 'error';

@@ -24,14 +24,18 @@ async function reconcileCount(): Promise<number> {
   return metric?.values.reduce((sum, value) => sum + value.value, 0) ?? 0;
 }
 
-/** One worker's backplane (NODE_TTL_MS 2 s) on a Redis of its own. */
-async function startBackplane(): Promise<{ redis: ProcessRedis; backplane: RedisBackplane }> {
-  const redis = await startRedisProcess();
-  const backplane = await RedisBackplane.connect({
+/** One worker's backplane (NODE_TTL_MS 2 s) on `redis`. */
+function connectTo(redis: ProcessRedis): Promise<RedisBackplane> {
+  return RedisBackplane.connect({
     redis: loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: PREFIX }).redis!,
     maxRoomsPerUser: 10, maxRoomMembers: 100, nodeTtlMs: 2000, log: pino({ level: 'silent' }),
   });
-  return { redis, backplane };
+}
+
+/** One worker's backplane on a Redis of its own. */
+async function startBackplane(): Promise<{ redis: ProcessRedis; backplane: RedisBackplane }> {
+  const redis = await startRedisProcess();
+  return { redis, backplane: await connectTo(redis) };
 }
 
 describe('reconcile while sessions log out and in again', () => {
@@ -129,5 +133,36 @@ describe('a logout that lands while a renewal claims the name again', () => {
     await backplane.sendToUser(bob.member, 'alice', 'hello');
     assert.deepEqual(await again.received(1), ['GOTUSERMSG bob hello\r\n']);
     assert.deepEqual(alice.lines, [], 'the logged-out login still receives');
+  });
+});
+
+describe('a session whose name record was lost, and the name taken by another login', () => {
+  let redis: ProcessRedis;
+  let first: RedisBackplane;
+  let second: RedisBackplane;
+  before(async () => {
+    ({ redis, backplane: first } = await startBackplane());
+    second = await connectTo(redis);
+  });
+  after(async () => {
+    await Promise.all([first?.close(), second?.close()]);
+    await redis?.stop();
+  });
+
+  it('leaves its rooms as well as its name, so the room holds live members only', async () => {
+    const alice = await loginAs(first, 'alice');
+    await first.join(alice.member, '#room');
+    // What a Redis Cluster failover of the user's slot alone can do: the name record is lost,
+    // the membership (in the room's slot) stays. Another login takes the name meanwhile.
+    await redis.client.del(keys.user('alice'));
+    const newAlice = await loginAs(second, 'alice');
+    // Both workers reconnect, and reconcile.
+    await redis.client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await waitFor('the first worker to tell its alice the name is gone', () => alice.lost, 10_000);
+    assert.deepEqual(await redis.client.hgetall(keys.roomMembers('#room')), {}, 'the old alice is still in #room');
+    await second.join(newAlice.member, '#room');
+    const members = await redis.client.hgetall(keys.roomMembers('#room'));
+    assert.deepEqual(Object.keys(members), ['alice']);
+    assert.ok(members.alice!.startsWith(`${newAlice.member.loginId} `), `#room holds ${members.alice}`);
   });
 });

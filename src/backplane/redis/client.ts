@@ -18,11 +18,12 @@ export type RedisClient = Redis | Cluster;
 /** 'commands' or 'deliveries': what the connection is for, in logs, metrics and CLIENT LIST. */
 export type ConnectionRole = 'commands' | 'deliveries';
 
+const FIRST_RECONNECT_DELAY_MS = 50;
 const MAX_RECONNECT_DELAY_MS = 2000;
 
 /** Reconnect soon, then back off (with jitter, so a fleet does not reconnect in lockstep). */
 export function reconnectDelay(attempt: number): number {
-  const capped = Math.min(MAX_RECONNECT_DELAY_MS, 50 * 2 ** Math.min(attempt, 6));
+  const capped = Math.min(MAX_RECONNECT_DELAY_MS, FIRST_RECONNECT_DELAY_MS * 2 ** attempt);
   return Math.round(capped / 2 + Math.random() * (capped / 2));
 }
 
@@ -91,6 +92,10 @@ export function createRedisClient(settings: RedisSettings, role: ConnectionRole,
         autoPipeliningIgnoredCommands: UNPIPELINED_COMMANDS,
         lazyConnect: true,
         clusterRetryStrategy: reconnectDelay,
+        // ioredis sends a command again when its node's connection closed before the reply, but
+        // the command may have run: a delivery script would then deliver twice. It fails instead,
+        // and its caller answers as for any lost reply (reply-wait.ts).
+        retryDelayOnFailover: 0,
         // Slot ownership is read again this often even when nothing failed (5.x had no default).
         slotsRefreshInterval: 5000,
         shardedSubscribers: role === 'deliveries',

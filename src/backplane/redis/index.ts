@@ -132,14 +132,14 @@ export class RedisBackplane implements Backplane {
     }, log);
     this.feeds = sharded ? undefined : new RoomFeeds(this.keys, this.subscriptions, this.logins);
     this.directs = new DirectMessageBatcher(this.scripts, this.keys, {
-      checkSenders: !sharded, publish: this.publish, deadline: () => this.lease.deadline(COMMAND_BUDGET_MS),
+      checkSenders: !sharded, publish: this.publish, deadline: () => this.deadline(),
     });
     this.reconciler = new Reconciler({
       state: this.state, logins: this.logins, feeds: this.feeds, subscriptions: this.subscriptions, log,
       workerId: () => this.workerId,
       mintLoginId: () => this.mintLoginId(),
       renewIdentity: () => this.renewIdentity(),
-      deadline: () => this.lease.deadline(COMMAND_BUDGET_MS),
+      deadline: () => this.deadline(),
       nameLost: (login) => this.endLogin(login, true),
     });
     this.reaper = new Reaper(this.state, () => this.workerId, timing.beatMs, log);
@@ -150,10 +150,11 @@ export class RedisBackplane implements Backplane {
       this.pendingRepair ??= { reason: 'redis reconnected', renew: false };
       void this.lease.beat();
     });
-    // A cluster's failover may lose writes a primary acknowledged: the same repair as a restart.
-    commands.on('-node', () => {
-      if (!this.closing) this.pendingRepair ??= { reason: 'a cluster node went away', renew: false };
-    });
+    // A cluster's failover may lose writes a primary acknowledged: the same repair as a restart,
+    // at once, so that a session whose name was lost with them stops speaking in it soon (on
+    // Cluster, DMs do not check their sender's name). If nodes are still away, it is retried
+    // after the next heartbeat, and commands to the slots that are up go on meanwhile.
+    commands.on('-node', () => this.repair('a cluster node went away', false));
   }
 
   /** Connects (waiting for Redis as long as it takes), checks Redis' policy, and joins the cluster. */
@@ -262,12 +263,13 @@ export class RedisBackplane implements Backplane {
       const login = this.acting(member);
       const roomKey = nameKey(room);
       if (!login.rooms.has(roomKey)) return 'not-in-room';
+      const since = this.feeds?.parting();
       const left = await awaitReply(this.state.partAndUnindex(member, roomKey, this.deadline()), (late) => {
         if (late === 1) this.lateEffect('part');
       });
       if (left === EXPIRED) throw new BackplaneUnavailableError('timeout');
       login.rooms.delete(roomKey);
-      this.feeds?.left(roomKey);
+      this.feeds?.left(roomKey, { loginId: member.loginId, since: since! });
       // Not a member in Redis either way now; the client's view (it was in the room) is answered.
       return 'ok';
     });
@@ -291,7 +293,10 @@ export class RedisBackplane implements Backplane {
         if (reply[0] === EXPIRED) throw new BackplaneUnavailableError('timeout');
         return reply[0] === 0 ? 'not-available' : { roomName: reply[1]! };
       }
-      return this.fanOutInOrder(sender, this.membersOf(lookup), lineBefore, lineAfter);
+      const lookedUp = this.membersOf(lookup);
+      // Awaited only in the sender's turn, which may come after it failed: handled meanwhile.
+      lookedUp.catch(() => {});
+      return this.fanOutInOrder(sender, lookedUp, lineBefore, lineAfter);
     });
   }
 
@@ -321,9 +326,11 @@ export class RedisBackplane implements Backplane {
       const room = await lookedUp;
       if (room === 'not-available') return room;
       const line = lineBefore + room.roomName + lineAfter;
-      // At most once: a member whose node stays away misses this message.
-      await Promise.all(room.members.map(([memberKey, loginId]) => this.scripts.publishTo(
-        this.keys.user(memberKey), this.keys.userInbox(memberKey), loginId, `${loginId} ${line}`, this.publish).catch(() => {})));
+      // At most once: a member whose node does not take the publish within the reply wait misses
+      // this message (counted), and the sender's turn, and the gate, move on without it.
+      await Promise.all(room.members.map(([memberKey, loginId]) => awaitReply(this.scripts.publishTo(
+        this.keys.user(memberKey), this.keys.userInbox(memberKey), loginId, `${loginId} ${line}`, this.publish), () => {})
+        .catch(() => metrics.deliveriesDropped.inc({ reason: 'unpublished' }))));
       return { roomName: room.roomName };
     });
   }
@@ -395,10 +402,12 @@ export class RedisBackplane implements Backplane {
     this.closing = true;
     this.lease.stop();
     this.gate.refuseAll(new BackplaneUnavailableError('unreachable'));
-    await Promise.allSettled([
-      this.commands.del(this.keys.workerAlive(this.workerId)),
-      this.commands.srem(this.keys.workers(), this.workerId),
-    ]);
+    // A session whose logout could not finish (Redis away during the goodbyes) is still
+    // recorded: the worker then stays listed, so that a reaper releases it once the key is gone.
+    const unreleased = await this.commands.scard(this.keys.workerSessions(this.workerId)).catch(() => -1);
+    await this.commands.del(this.keys.workerAlive(this.workerId)).catch(() => {});
+    if (unreleased === 0) await this.commands.srem(this.keys.workers(), this.workerId).catch(() => {});
+    else this.options.log.warn({ unreleased: unreleased < 0 ? 'unknown' : unreleased }, 'stopping with sessions Redis still holds; a live worker\'s reaper releases them');
     await Promise.allSettled([this.commands.quit(), this.subscriber.quit()]);
     // QUIT closes the connection but not ioredis' Sentinel failover detector, whose sentinel
     // connections would otherwise go on reconnecting and keep the process alive.
@@ -483,24 +492,21 @@ export class RedisBackplane implements Backplane {
     if (renew) metrics.leaseLosses.inc();
     this.restoring = true;
     this.pendingRepair = undefined;
+    const idBefore = this.workerId;
     void (async () => {
       try {
         await this.gate.drained();
         await this.reconciler.restore(reason, renew);
       } catch (error) {
-        // A renewal that already took its new id does not renew again: logins still under the
-        // old id are renamed by the next, plain reconcile.
-        this.pendingRepair = { reason, renew: renew && this.loginsUnder(this.workerId) === 0 && this.logins.size > 0 };
+        // A renewal that already took its new id does not renew again: the next, plain
+        // reconcile releases what this one claimed under it and renames the rest.
+        this.pendingRepair = { reason, renew: renew && this.workerId === idBefore };
         this.options.log.warn({ err: error, reason }, 'reconcile failed; retrying after the next heartbeat');
       } finally {
         this.restoring = false;
         this.gate.pump();
       }
     })();
-  }
-
-  private loginsUnder(workerId: string): number {
-    return this.logins.all().filter((login) => login.member.loginId.startsWith(`${workerId}.`)).length;
   }
 
   private async renewIdentity(): Promise<void> {
@@ -545,6 +551,8 @@ export class RedisBackplane implements Backplane {
     if (nameLost) this.logins.remove(login.member.loginId);
     this.subscriptions.release(this.keys.userInbox(login.userKey));
     for (const roomKey of login.rooms.keys()) this.feeds?.left(roomKey);
+    // Left here once and for all: a reconcile still working on this login must not leave again.
+    login.rooms.clear();
     if (nameLost) login.client.nameLost();
   }
 

@@ -22,6 +22,8 @@ import type { Deadline } from './scripts.js';
 
 /** Heartbeats per NODE_TTL_MS; the reaper looks as often. */
 const BEATS_PER_TTL = 10;
+/** Redis is not asked more often than this, however short NODE_TTL_MS. */
+const MIN_BEAT_MS = 100;
 /** The key lives this share of NODE_TTL_MS unless renewed. */
 const KEY_SHARE = 0.7;
 /** The worker stops acting this share of NODE_TTL_MS before its key could expire. */
@@ -47,7 +49,7 @@ export interface LeaseTiming {
  */
 export function leaseTiming(nodeTtlMs: number): LeaseTiming {
   return {
-    beatMs: Math.max(100, Math.floor(nodeTtlMs / BEATS_PER_TTL)),
+    beatMs: Math.max(MIN_BEAT_MS, Math.floor(nodeTtlMs / BEATS_PER_TTL)),
     keyTtlMs: Math.floor(nodeTtlMs * KEY_SHARE),
     serveMs: Math.floor(nodeTtlMs * (KEY_SHARE - MARGIN_SHARE)),
   };

@@ -83,6 +83,9 @@ export class Reconciler {
     if (claimed === EXPIRED) throw new BackplaneUnavailableError('timeout');
     if (claimed === 0) {
       await state.forget(member, workerId);
+      // Its memberships may have outlived its name (on Redis Cluster a failover of the user's
+      // slot loses the name alone): each goes, compared by login id, so the new holder's stay.
+      await Promise.all([...login.rooms.keys()].map((roomKey) => state.part(previous, roomKey, NO_DEADLINE)));
       if (logins.holds(login)) this.context.nameLost(login);
       return false;
     }
@@ -98,27 +101,28 @@ export class Reconciler {
   }
 
   private async restoreRooms(login: LocalLogin, previousLoginId: string): Promise<void> {
-    const { state, feeds, log } = this.context;
+    const { state, logins, feeds, log } = this.context;
     const { member } = login;
+    // Rooms it no longer has go first, so they never count against the room limit below.
     const indexed = await state.indexedRooms(member);
-    await Promise.all([...login.rooms].map(async ([roomKey, spelling]) => {
-      const deadline = this.context.deadline();
-      const reserved = await state.reserve(member, roomKey, deadline);
-      if (reserved === EXPIRED || reserved === -2) throw new BackplaneUnavailableError(reserved === -2 ? 'not-owner' : 'timeout');
-      const joined = reserved === 0 ? -3 : await state.join(member, roomKey, spelling, deadline);
-      if (joined === EXPIRED) throw new BackplaneUnavailableError('timeout');
-      if (joined === -3) {
-        // The room filled up (or the room limit shrank) while this member was away from it.
-        login.rooms.delete(roomKey);
-        feeds?.left(roomKey);
-        await state.unindex(member, roomKey);
-        log.warn({ user: member.user, room: spelling }, 'could not restore a membership: room full');
-      }
-    }));
     const extra = indexed.filter((roomKey) => !login.rooms.has(roomKey));
     await Promise.all(extra.map(async (roomKey) => {
       await state.part(member, roomKey, NO_DEADLINE, previousLoginId);
       await state.unindex(member, roomKey);
+    }));
+    await Promise.all([...login.rooms].map(async ([roomKey, spelling]) => {
+      const deadline = this.context.deadline();
+      const reserved = await state.reserve(member, roomKey, deadline);
+      if (reserved === EXPIRED || reserved === -2) throw new BackplaneUnavailableError(reserved === -2 ? 'not-owner' : 'timeout');
+      const joined = reserved === 0 ? 'too many rooms' : await state.join(member, roomKey, spelling, deadline);
+      if (joined === EXPIRED) throw new BackplaneUnavailableError('timeout');
+      if (joined === -3 || joined === 'too many rooms') {
+        // The room filled up, or the room limit shrank, while this member was away from it.
+        // Left here only if the login still holds it: a LOGOUT meanwhile already left it.
+        if (logins.holds(login) && login.rooms.delete(roomKey)) feeds?.left(roomKey);
+        await state.unindex(member, roomKey);
+        log.warn({ user: member.user, room: spelling, why: joined === -3 ? 'room full' : joined }, 'could not restore a membership');
+      }
     }));
   }
 }

@@ -76,14 +76,23 @@ export class RoomFeeds {
     if (outcome === 'already-member' || ticket.generation !== this.generation) view.members.add(loginId);
   }
 
+  /** Before a PART's script runs: what left() needs to tell whether the part's own event may be lost. */
+  parting(): number {
+    return this.generation;
+  }
+
   /**
    * The login is no longer a member here (PART, LOGOUT, lost name). Its part event, read in
-   * order, removes it from the view; a login that ended gets nothing written anyway.
+   * order, removes it from the view; a login that ended gets nothing written anyway. A PART
+   * during which the feed was subscribed again (`since` another generation) may have lost its
+   * event, and the rebuild counted the member in: it is removed now.
    */
-  left(roomKey: string): void {
+  left(roomKey: string, parted?: { loginId: string; since: number }): void {
     const channel = this.keys.roomFeed(roomKey);
     const view = this.views.get(channel);
-    if (view) this.drop(channel, view, true);
+    if (!view) return;
+    if (parted && parted.since !== this.generation) view.members.delete(parted.loginId);
+    this.drop(channel, view, true);
   }
 
   /** A message read from a room's feed. */

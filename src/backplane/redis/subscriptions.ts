@@ -5,6 +5,9 @@ import { metrics } from '../../metrics.js';
 import { BackplaneUnavailableError } from '../errors.js';
 import type { RedisClient } from './client.js';
 
+/** How often restored() looks whether the connection is back. */
+const STATUS_POLL_MS = 20;
+
 // The delivery connection's channels: one per user this worker holds (its inbox), one per room
 // it holds members of (its feed), and its own probe channel. Each channel is subscribed while
 // anyone here holds it. Holding and releasing are batched per event-loop turn: the logins and
@@ -142,7 +145,7 @@ export class Subscriptions {
     while (this.subscriber.status !== 'ready' || this.resubscribing) {
       if (performance.now() > deadline) throw new BackplaneUnavailableError('unreachable');
       if (this.resubscribing) await this.resubscribing.catch(() => {});
-      else await new Promise((resolve) => setTimeout(resolve, 20));
+      else await new Promise((resolve) => setTimeout(resolve, STATUS_POLL_MS));
     }
   }
 

@@ -6,7 +6,7 @@
     every worker holding members reads it between the joins and parts around it and writes
     it to its own members. Redis' cost is one message per worker, not per member.
   - On Redis Cluster ('members'): returns the members, and the sender's worker publishes to
-    each member's inbox (see delivery.ts for why).
+    each member's inbox (see fanOutInOrder in index.ts for why).
 
   KEYS[1] room members hash (member key -> "<login id> <display name>")
   KEYS[2] shard's room names hash
