@@ -1,4 +1,5 @@
 import * as hdr from 'hdr-histogram-js';
+import type { SubscriberWatch } from './observe.js';
 
 // What one scenario run measured, and the bookkeeping that proves delivery was exact.
 
@@ -15,6 +16,25 @@ export interface Result {
   loadgenCores: number;
   notes: string[];
   extra?: Record<string, number>;
+  /** Messages sent in the measured window: a room message counts once, whatever its members. */
+  messages?: number;
+  /** Those messages per second. */
+  messageRate?: number;
+  /** Cores each process used in the measured window, by label ("generator", "worker 1", "redis"). */
+  cores?: Record<string, number>;
+  /** Redis' CPU in the measured window (Redis mode only). */
+  redis?: RedisCost;
+  /** Subscriber connections Redis cut during the whole row, setup to drain (Redis mode only). */
+  subscribers?: SubscriberWatch;
+}
+
+export interface RedisCost {
+  /** Redis' CPU over the measured window, all of it. */
+  cpuMicros: number;
+  /** What it uses idle over as long (measured just before the row); taken off the figures below. */
+  idleMicros: number;
+  perMessageMicros: number;
+  perDeliveryMicros: number;
 }
 
 export function newHistogram(): hdr.Histogram {
