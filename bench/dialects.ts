@@ -18,8 +18,13 @@ export interface Dialect {
    * not one, after answering it if it needs an answer (IRC's PING).
    */
   roomText(client: BenchClient, line: string): string | undefined;
-  /** What the room's sender does with the lines it gets (its replies, its own copies). */
-  senderLine(client: BenchClient, line: string): void;
+  /**
+   * What a sender (or a member before the measurement) does with a line it gets: 'reply' for a
+   * reply to one of its messages (OK or ERROR …), undefined for anything else it may get.
+   */
+  senderLine(client: BenchClient, line: string): 'reply' | undefined;
+  /** Every message gets one reply, in order (chatline); IRC answers only errors, without saying which. */
+  readonly repliesToEveryMessage: boolean;
   /** Once logged in, before the room fills: whatever the sender needs to send at full rate. */
   prepareSender(client: BenchClient, name: string): Promise<void>;
 }
@@ -48,8 +53,11 @@ export const chatline: Dialect = {
     return line;
   },
   senderLine(_client, line) {
-    if (line !== 'OK' && !line.startsWith('GOTROOMMSG ')) throw new Error(`the room's sender got ${line}`);
+    if (line === 'OK' || line.startsWith('ERROR ')) return 'reply';
+    if (line.startsWith('GOTROOMMSG ')) return undefined;
+    throw new Error(`the room's sender got ${line}`);
   },
+  repliesToEveryMessage: true,
   prepareSender: async () => {},
 };
 
@@ -115,7 +123,9 @@ export const irc = (operator?: IrcOperator): Dialect => ({
     return line.slice(line.indexOf(' :', 1) + 2);
   },
   senderLine(client, line) {
-    if (answerPing(client, line)) return;
     if (isError(line)) throw new Error(`the room's sender got ${line}`);
+    answerPing(client, line);
+    return undefined;
   },
+  repliesToEveryMessage: false,
 });

@@ -12,6 +12,8 @@ export interface Result {
   lost: number;
   duplicated: number;
   outOfOrder: number;
+  /** Messages the server answered with an ERROR (left out of lost, duplicated and reordered). */
+  refused?: number;
   /** The load generator's own CPU use during the window, in cores. */
   loadgenCores: number;
   notes: string[];
@@ -54,9 +56,14 @@ export function latencyOf(histogram: hdr.Histogram): Result['latencyMs'] {
 
 export const nowMicros = () => Math.round(performance.now() * 1000);
 
-/** Sequence numbers one receiver got from one sender: finds loss, duplicates and reordering. */
+/**
+ * Sequence numbers one receiver got from one sender: finds loss (counted by the caller from
+ * `unique`), duplicates and reordering. Reordered means arriving after a later message: a gap
+ * alone is a loss, or a message the server refused, and is not counted here.
+ */
 export class SequenceTracker {
   private seen = new Uint8Array(1024);
+  /** One past the highest sequence number seen. */
   private next = 0;
   unique = 0;
   duplicated = 0;
@@ -74,8 +81,8 @@ export class SequenceTracker {
     }
     this.seen[seq] = 1;
     this.unique++;
-    if (seq !== this.next) this.outOfOrder++;
-    this.next = seq + 1;
+    if (seq < this.next) this.outOfOrder++;
+    else this.next = seq + 1;
   }
 }
 

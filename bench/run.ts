@@ -297,7 +297,7 @@ function table(results: Result[], reference: Record<string, number>): string {
   const embedded = new Map(results.filter((r) => r.mode === 'embedded').map((r) => [r.scenario, r.rate]));
   const ngircd = new Map(results.filter(isReference).map((r) => [r.scenario, r.rate]));
   const header = ['mode', 'scenario', 'per second', '÷ PUBLISH', '÷ PUBLISH -P16', 'vs embedded', '÷ ngIRCd', 'p50 ms', 'p90 ms', 'p99 ms',
-    'max ms', 'lost', 'dup', 'reordered', 'loadgen cores', 'per client'];
+    'max ms', 'lost', 'dup', 'reordered', 'refused', 'loadgen cores', 'per client'];
   const rows = results.map((r) => [
     r.mode, r.scenario, String(r.rate),
     reference.publish ? (r.rate / reference.publish).toFixed(2) : '',
@@ -305,7 +305,7 @@ function table(results: Result[], reference: Record<string, number>): string {
     embedded.get(r.scenario) && !isReference(r) ? `${Math.round((r.rate / embedded.get(r.scenario)!) * 100)}%` : '',
     ngircd.get(r.scenario) && !isReference(r) ? `${(r.rate / ngircd.get(r.scenario)!).toFixed(2)}×` : '',
     ...(r.extra ? ['', '', '', ''] : [r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max].map(String)),
-    String(r.lost), String(r.duplicated), String(r.outOfOrder), r.loadgenCores.toFixed(2),
+    String(r.lost), String(r.duplicated), String(r.outOfOrder), String(r.refused ?? 0), r.loadgenCores.toFixed(2),
     r.extra ? `${r.extra.serverBytesPerClient} B server, ${r.extra.redisBytesPerClient} B redis` : '',
   ]);
   return markdown(header, rows);
@@ -375,6 +375,10 @@ async function main(): Promise<void> {
   const bad = results.filter((r) => r.lost || r.duplicated || r.outOfOrder);
   for (const r of bad) {
     console.log(`\n!!! DELIVERY ERRORS in ${r.mode} | ${r.scenario}: ${r.lost} lost, ${r.duplicated} duplicated, ${r.outOfOrder} out of order !!!`);
+  }
+  // Refusals are not delivery errors (the sender was told), but a server that refuses under load is news.
+  for (const r of results.filter((result) => result.refused)) {
+    console.log(`\n!!! ${r.mode} | ${r.scenario}: the server refused ${r.refused} messages (see the notes) !!!`);
   }
   mkdirSync(RESULTS, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

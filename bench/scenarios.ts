@@ -116,6 +116,47 @@ function stamps(line: string): { seq: number; sentAt: number } {
   return { seq: Number(line.slice(beforeLast + 1, last)), sentAt: Number(line.slice(last + 1)) };
 }
 
+/**
+ * The replies a chatline sender gets, one per MSG in the order sent: OK, or an ERROR line (the
+ * server refused it, e.g. SERVICE UNAVAILABLE under load). A refused message is taken out of
+ * what must arrive, and frees its place in the window; if it arrives anyway, that is counted
+ * apart, not as a duplicate or a loss.
+ */
+class SenderReplies {
+  private readonly awaiting: number[] = [];
+  readonly refused = new Set<number>();
+  firstRefusal: string | undefined;
+  /** Deliveries of refused messages: before the refusal (already counted as unique) and after. */
+  deliveredBeforeRefusal = 0;
+  deliveredAfterRefusal = 0;
+
+  sent(seq: number): void {
+    this.awaiting.push(seq);
+  }
+
+  /** A reply line; returns the seq it refused, if it is a refusal. */
+  reply(line: string): number | undefined {
+    const seq = this.awaiting.shift();
+    if (line === 'OK' || seq === undefined) return undefined;
+    this.refused.add(seq);
+    this.firstRefusal ??= line;
+    return seq;
+  }
+}
+
+/** The refusals of all senders, for a Result: a note, and what to take off the expected count. */
+function refusalsOf(replies: SenderReplies[], recipients: number) {
+  const refused = replies.reduce((sum, r) => sum + r.refused.size, 0);
+  const first = replies.find((r) => r.firstRefusal)?.firstRefusal;
+  const despite = replies.reduce((sum, r) => sum + r.deliveredBeforeRefusal + r.deliveredAfterRefusal, 0);
+  return {
+    refused,
+    expectedLess: refused * recipients,
+    uniqueLess: replies.reduce((sum, r) => sum + r.deliveredBeforeRefusal, 0),
+    notes: refused ? [`${refused} messages refused by the server (first: ${first})${despite ? `; ${despite} deliveries of them arrived anyway` : ''}`] : [],
+  };
+}
+
 /** N sender→receiver pairs, each sender keeping `window` DMs in flight. */
 export async function dm(
   mode: string, endpoints: Endpoint[], pairs: number, inFlight: number, timing: Timing, options: DeliveryOptions = {},
@@ -128,7 +169,9 @@ export async function dm(
   let delivered = 0;
   const sent = new Array<number>(pairs).fill(0);
   const trackers = Array.from({ length: pairs }, () => new SequenceTracker());
-  const outstanding = new Array<number>(pairs).fill(0);
+  // Each pair's messages sent and neither delivered nor refused.
+  const outstanding = Array.from({ length: pairs }, () => new Set<number>());
+  const replies = Array.from({ length: pairs }, () => new SenderReplies());
 
   for (let i = 0; i < pairs; i++) {
     await expectOk(clients[2 * i]!, `LOGIN ${tag}s${i}`);
@@ -136,24 +179,34 @@ export async function dm(
   }
   const topUp = (i: number) => {
     const sender = clients[2 * i]!;
-    while (!stopping && outstanding[i]! < inFlight) {
-      sender.send(`MSG ${tag}r${i} ${sent[i]!++} ${nowMicros()}`);
-      outstanding[i]!++;
+    while (!stopping && outstanding[i]!.size < inFlight) {
+      const seq = sent[i]!++;
+      outstanding[i]!.add(seq);
+      replies[i]!.sent(seq);
+      sender.send(`MSG ${tag}r${i} ${seq} ${nowMicros()}`);
     }
   };
   for (let i = 0; i < pairs; i++) {
     clients[2 * i]!.onLine = (line) => {
-      if (line !== 'OK') throw new Error(`sender got ${line}`);
+      if (line !== 'OK' && !line.startsWith('ERROR ')) throw new Error(`sender got ${line}`);
+      const refused = replies[i]!.reply(line);
+      if (refused === undefined) return;
+      if (outstanding[i]!.delete(refused)) topUp(i);
+      else replies[i]!.deliveredBeforeRefusal++;
     };
     clients[2 * i + 1]!.onLine = (line) => {
       // GOTUSERMSG <sender> <seq> <sent at>
       const { seq, sentAt } = stamps(line);
+      if (replies[i]!.refused.has(seq)) {
+        replies[i]!.deliveredAfterRefusal++;
+        return;
+      }
       trackers[i]!.record(seq);
       if (measuring) {
         histogram.recordValue(Math.max(1, nowMicros() - sentAt));
         delivered++;
       }
-      outstanding[i]!--;
+      outstanding[i]!.delete(seq);
       topUp(i);
     };
   }
@@ -162,10 +215,11 @@ export async function dm(
     options.observe);
   measuring = false;
   stopping = true;
-  await drain(() => outstanding.every((n) => n === 0));
+  await drain(() => outstanding.every((seqs) => seqs.size === 0));
   for (const client of clients) client.close();
   return summary(mode, `dm ${pairs} pairs, window ${inFlight}`, {
     delivered, messages: delivered, wallMs, cores, costs, histogram, trackers, expected: sent.reduce((a, b) => a + b, 0),
+    refusals: refusalsOf(replies, 1),
   });
 }
 
@@ -173,6 +227,7 @@ export async function dm(
 function summary(mode: string, scenario: string, run: {
   delivered: number; messages: number; wallMs: number; cores: number; costs: WindowCosts | undefined;
   histogram: ReturnType<typeof newHistogram>; trackers: SequenceTracker[]; expected: number;
+  refusals: ReturnType<typeof refusalsOf>;
 }): Result {
   const total = (field: 'unique' | 'duplicated' | 'outOfOrder') => run.trackers.reduce((a, t) => a + t[field], 0);
   const redisCpu = run.costs?.redisCpuMicros;
@@ -183,11 +238,12 @@ function summary(mode: string, scenario: string, run: {
     mode, scenario,
     rate: Math.round((run.delivered / run.wallMs) * 1000),
     latencyMs: latencyOf(run.histogram),
-    lost: run.expected - total('unique'),
+    lost: run.expected - run.refusals.expectedLess - (total('unique') - run.refusals.uniqueLess),
     duplicated: total('duplicated'),
     outOfOrder: total('outOfOrder'),
+    refused: run.refusals.refused,
     loadgenCores: run.cores,
-    notes: generatorNotes(run.cores),
+    notes: [...generatorNotes(run.cores), ...run.refusals.notes],
     messages: run.messages,
     messageRate: Math.round((run.messages / run.wallMs) * 1000),
     ...(run.costs ? { cores: { generator: Math.round(run.cores * 100) / 100, ...run.costs.cores } } : {}),
@@ -238,6 +294,7 @@ export async function room(
   // waiting[r] maps a message's seq to how many members have yet to get it.
   const waiting = Array.from({ length: rooms }, () => new Map<number, number>());
   const trackers = Array.from({ length: rooms * members }, () => new SequenceTracker());
+  const replies = Array.from({ length: rooms }, () => new SenderReplies());
   const roomName = (r: number) => `${tag}room${r}`;
 
   const setupStarted = performance.now();
@@ -260,13 +317,22 @@ export async function room(
     while (!stopping && waiting[r]!.size < inFlight) {
       const seq = sent[r]!++;
       waiting[r]!.set(seq, members - 1);
+      if (dialect.repliesToEveryMessage) replies[r]!.sent(seq);
       if (measuring) messages++;
       clients[r * members]!.send(dialect.roomMessage(roomName(r), `${seq} ${nowMicros()}`));
     }
   };
   for (let r = 0; r < rooms; r++) {
     const sender = clients[r * members]!;
-    sender.onLine = (line) => dialect.senderLine(sender, line);
+    sender.onLine = (line) => {
+      if (dialect.senderLine(sender, line) !== 'reply' || !dialect.repliesToEveryMessage) return;
+      const refused = replies[r]!.reply(line);
+      if (refused === undefined) return;
+      // Members that got it before the refusal came (all of them if it is no longer waited for).
+      const left = waiting[r]!.get(refused) ?? 0;
+      replies[r]!.deliveredBeforeRefusal += members - 1 - left;
+      if (waiting[r]!.delete(refused)) topUp(r);
+    };
     for (let m = 1; m < members; m++) {
       const index = r * members + m;
       const client = clients[index]!;
@@ -274,6 +340,10 @@ export async function room(
         const text = dialect.roomText(client, line);
         if (text === undefined) return;
         const { seq, sentAt } = stamps(text);
+        if (replies[r]!.refused.has(seq)) {
+          replies[r]!.deliveredAfterRefusal++;
+          return;
+        }
         trackers[index]!.record(seq);
         if (measuring) {
           histogram.recordValue(Math.max(1, nowMicros() - sentAt));
@@ -296,6 +366,7 @@ export async function room(
   for (const client of clients) client.close();
   const result = summary(mode, `room ${rooms}x${members}, window ${inFlight}`, {
     delivered, messages, wallMs, cores, costs, histogram, trackers, expected: sent.reduce((a, b) => a + b, 0) * (members - 1),
+    refusals: refusalsOf(replies, members - 1),
   });
   result.notes.push(...notes);
   return result;
