@@ -51,7 +51,8 @@ ${series.join('\n')}`;
 function roomPanel(rooms: Result[]): string {
   const scenarios = [...new Set(rooms.map((r) => r.scenario))];
   const modes = [...new Set(rooms.map((r) => r.mode))];
-  const maxRate = Math.max(1, ...rooms.map((r) => r.rate));
+  // Headroom above the tallest bar for its label.
+  const maxRate = Math.max(1, ...rooms.map((r) => r.rate)) * 1.4;
   const plotWidth = WIDTH - 2 * MARGIN;
   const group = plotWidth / scenarios.length;
   const bar = (group * 0.8) / modes.length;
@@ -59,7 +60,8 @@ function roomPanel(rooms: Result[]): string {
   const bars = rooms.map((r) => {
     const left = MARGIN + scenarios.indexOf(r.scenario) * group + group * 0.1 + modes.indexOf(r.mode) * bar;
     const color = COLORS[modes.indexOf(r.mode) % COLORS.length];
-    const label = `${Math.round(r.rate / 1000)}k, p99 ${r.latencyMs.p99} ms`;
+    const p99 = r.latencyMs.p99 >= 10 ? Math.round(r.latencyMs.p99) : r.latencyMs.p99.toFixed(1);
+    const label = `${Math.round(r.rate / 1000)}k, p99 ${p99} ms`;
     return `<rect x="${left.toFixed(1)}" y="${y(r.rate).toFixed(1)}" width="${(bar - 2).toFixed(1)}" height="${(HEIGHT - MARGIN - y(r.rate)).toFixed(1)}" fill="${color}"/>`
       + `<text transform="translate(${(left + bar / 2 + 3).toFixed(1)} ${(y(r.rate) - 4).toFixed(1)}) rotate(-90)" font-size="9">${label}</text>`;
   });
