@@ -92,7 +92,12 @@ export async function startNgircd(): Promise<Ngircd> {
     stream.setEncoding('utf8');
     stream.on('data', keep);
   }
-  const killOnExit = () => child.kill('SIGKILL');
+  // However the bench ends (an error, Ctrl-C: redis.ts' handler exits through process.exit), no
+  // ngIRCd or config dir outlives it.
+  const killOnExit = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
   process.once('exit', killOnExit);
   const exited = once(child, 'exit');
   const stop = async () => {
