@@ -5,7 +5,7 @@ import { COMMAND_BY_KEYWORD, type CommandContext, type CommandSpec, GRAMMAR } fr
 import type { Config } from './config.js';
 import type { InputBudget } from './input-budget.js';
 import type { Logger } from './log.js';
-import { type CloseReason, type CommandResult, metrics } from './metrics.js';
+import { type CloseReason, type CommandResult, metrics, recordCommand } from './metrics.js';
 import { type Frame, LineFramer } from './protocol/framer.js';
 import type { Arguments } from './protocol/parser.js';
 import { parseLine } from './protocol/parser.js';
@@ -218,7 +218,7 @@ export class Session implements ClientHandle {
     if ('error' in frame) return this.answerAtOnce(replies.error(frame.error));
     const parsed = parseLine(frame.line, GRAMMAR);
     if ('error' in parsed) {
-      metrics.commands.inc({ command: 'INVALID', result: 'error' });
+      recordCommand('INVALID', 'error', 0);
       return this.answerAtOnce(replies.error(parsed.error));
     }
     const spec = COMMAND_BY_KEYWORD.get(parsed.keyword)!;
@@ -294,8 +294,7 @@ export class Session implements ClientHandle {
       this.context.log.error({ connection: this.id, command: spec.keyword, err: error }, 'command failed with an unexpected error');
       return replies.internalError();
     } finally {
-      metrics.commands.inc({ command: spec.keyword, result });
-      metrics.commandDuration.observe({ command: spec.keyword }, (performance.now() - step.readAt) / 1000);
+      recordCommand(spec.keyword, result, (performance.now() - step.readAt) / 1000);
     }
   }
 

@@ -13,8 +13,8 @@ interface Call {
   userHashes: string[];
   deadline: number;
   channels: string[];
-  /** Per message: sender position, sender login, recipient position, line. */
-  messages: [number, string, number, string][];
+  /** Per run: sender position, sender login, recipient position, the run's lines. */
+  runs: [number, string, number, string][];
 }
 
 const keys = new RedisKeys('t:');
@@ -30,11 +30,11 @@ function recordingScripts(logins: Record<string, string>, calls: Call[], answer?
       const [deadline, , count] = rest.slice(n, n + 3) as [number, string, number];
       const channels = rest.slice(n + 3, 2 * n + 3) as string[];
       const flat = rest.slice(2 * n + 3);
-      const messages = Array.from({ length: count }, (_, j) => flat.slice(4 * j, 4 * j + 4) as Call['messages'][number]);
-      calls.push({ userHashes, deadline, channels, messages });
+      const runs = Array.from({ length: count }, (_, j) => flat.slice(4 * j, 4 * j + 4) as Call['runs'][number]);
+      calls.push({ userHashes, deadline, channels, runs });
       if (answer) return answer();
       const loginAt = (position: number) => Object.entries(logins).find(([user]) => keys.user(user) === userHashes[position - 1])?.[1];
-      return messages.map(([sender, senderLogin, recipient]) => {
+      return runs.map(([sender, senderLogin, recipient]) => {
         if (sender > 0 && loginAt(sender) !== senderLogin) return -2;
         return loginAt(recipient) ? 1 : 0;
       });
@@ -47,7 +47,7 @@ const alice: Member = { loginId: 'w.1', user: 'alice' };
 const options = (checkSenders: boolean) => ({ checkSenders, publish: 'PUBLISH' as const, deadline: () => 1234 });
 
 describe('DM batch', () => {
-  it('sends the DMs of one event-loop turn as one call, and tells each sender its outcome', async () => {
+  it('sends the DMs of one event-loop turn as one call, a run per sender and recipient, and tells each sender its outcome', async () => {
     const calls: Call[] = [];
     const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2', carol: 'w.3' }, calls), keys, options(true));
     const stale: Member = { loginId: 'w.0', user: 'alice' };
@@ -64,8 +64,8 @@ describe('DM batch', () => {
     assert.deepEqual(call!.userHashes, ['alice', 'bob', 'carol', 'nobody'].map((user) => keys.user(user)));
     assert.deepEqual(call!.channels, ['alice', 'bob', 'carol', 'nobody'].map((user) => keys.userInbox(user)));
     assert.equal(call!.deadline, 1234);
-    assert.deepEqual(call!.messages, [
-      [1, 'w.1', 2, 'one\r\n'], [1, 'w.1', 3, 'two\r\n'], [1, 'w.1', 4, 'lost\r\n'], [1, 'w.0', 2, 'impostor\r\n'], [1, 'w.1', 2, 'three\r\n'],
+    assert.deepEqual(call!.runs, [
+      [1, 'w.1', 2, 'one\r\nthree\r\n'], [1, 'w.1', 3, 'two\r\n'], [1, 'w.1', 4, 'lost\r\n'], [1, 'w.0', 2, 'impostor\r\n'],
     ]);
   });
 
@@ -77,8 +77,8 @@ describe('DM batch', () => {
       batcher.send(alice, 'alice', 'carol', 'two\r\n'),
       batcher.send(alice, 'alice', 'bob', 'three\r\n'),
     ]);
-    assert.deepEqual(calls.map((call) => [call.userHashes, call.messages]), [
-      [[keys.user('bob')], [[0, 'w.1', 1, 'one\r\n'], [0, 'w.1', 1, 'three\r\n']]],
+    assert.deepEqual(calls.map((call) => [call.userHashes, call.runs]), [
+      [[keys.user('bob')], [[0, 'w.1', 1, 'one\r\nthree\r\n']]],
       [[keys.user('carol')], [[0, 'w.1', 1, 'two\r\n']]],
     ]);
   });
@@ -91,14 +91,14 @@ describe('DM batch', () => {
     assert.equal(calls.length, 1, 'sent synchronously by flush()');
     const second = batcher.send(alice, 'alice', 'bob', 'after\r\n');
     await Promise.all([first, second]);
-    assert.deepEqual(calls.map((call) => call.messages.map((message) => message[3])), [['before\r\n'], ['after\r\n']]);
+    assert.deepEqual(calls.map((call) => call.runs.map((run) => run[3])), [['before\r\n'], ['after\r\n']]);
   });
 
   it('starts a new call every 1000 messages', async () => {
     const calls: Call[] = [];
     const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2' }, calls), keys, options(true));
     await Promise.all(Array.from({ length: 2500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`)));
-    assert.deepEqual(calls.map((call) => call.messages.length), [1000, 1000, 500]);
+    assert.deepEqual(calls.map((call) => call.runs[0]![3].split('\r\n').length - 1), [1000, 1000, 500]);
   });
 
   it('fails every DM of a batch Redis ran past its deadline, or that could not be sent', async () => {

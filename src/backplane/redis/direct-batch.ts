@@ -7,8 +7,11 @@ import { type ChatScripts, type Deadline, EXPIRED } from './scripts.js';
 
 // DMs accepted in one event-loop turn go to Redis as one script call, not one call each: a
 // call costs ioredis and Redis far more than a message does, so batching is what lets a worker
-// keep up with clients that send fast. A recipient's lines are joined in the order they were
-// sent and batches leave in order on one connection, so per-sender order holds.
+// keep up with clients that send fast. Within a batch, one sender's lines to one recipient
+// travel joined, as one run: the script checks the sender and the recipient once per run, not
+// per message, and ioredis encodes a few arguments, not four per message. A recipient's runs are
+// joined in the order they began and batches leave in order on one connection, so per-sender
+// order holds (lines of different senders in one turn have no order to keep).
 //
 // On one Redis primary a turn's DMs are one batch, and the script also checks that each sender
 // still holds its name. On Redis Cluster a script may touch one slot only: a batch per
@@ -20,13 +23,24 @@ const MAX_BATCH_MESSAGES = 1000;
 /** Per message: delivered, recipient not logged in, or sender no longer holds its name. */
 export type DirectOutcome = 1 | 0 | -2;
 
+/** One sender's lines to one recipient within a batch: one outcome for all of them. */
+interface Run {
+  /** The sender's position among the keys (0: unchecked), its login id, the recipient's position. */
+  readonly senderPosition: number;
+  readonly senderLoginId: string;
+  readonly recipientPosition: number;
+  readonly lines: string[];
+}
+
 interface Batch {
   /** User name key → its position among the script's keys (1-based, as the script counts). */
   readonly positions: Map<string, number>;
   readonly userKeys: string[];
-  /** Four arguments per message: sender position (0: unchecked), sender login id, recipient position, line. */
-  readonly messageArgs: (string | number)[];
+  /** "<recipient position> <sender login id>" → index in `runs`. */
+  readonly runIndex: Map<string, number>;
+  readonly runs: Run[];
   messages: number;
+  /** One outcome per run. */
   readonly outcomes: Promise<DirectOutcome[]>;
   send(): void;
 }
@@ -55,10 +69,15 @@ export class DirectMessageBatcher {
     const batch = this.open.get(group) ?? this.start(group);
     const senderPosition = this.options.checkSenders ? this.position(batch, senderKey) : 0;
     const recipientPosition = this.position(batch, recipientKey);
-    const index = batch.messages++;
-    batch.messageArgs.push(senderPosition, sender.loginId, recipientPosition, line);
-    if (batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);
-    return (await batch.outcomes)[index]!;
+    const runKey = `${recipientPosition} ${sender.loginId}`;
+    let run = batch.runIndex.get(runKey);
+    if (run === undefined) {
+      run = batch.runs.push({ senderPosition, senderLoginId: sender.loginId, recipientPosition, lines: [] }) - 1;
+      batch.runIndex.set(runKey, run);
+    }
+    batch.runs[run]!.lines.push(line);
+    if (++batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);
+    return (await batch.outcomes)[run]!;
   }
 
   /** Sends what is queued now, so that whatever is sent next cannot overtake it. */
@@ -95,7 +114,7 @@ export class DirectMessageBatcher {
         }
       };
     });
-    const batch: Batch = { positions: new Map(), userKeys: [], messageArgs: [], messages: 0, outcomes, send };
+    const batch: Batch = { positions: new Map(), userKeys: [], runIndex: new Map(), runs: [], messages: 0, outcomes, send };
     this.open.set(group, batch);
     setImmediate(() => {
       if (this.open.get(group) === batch) this.flushGroup(group);
@@ -104,17 +123,19 @@ export class DirectMessageBatcher {
   }
 
   private async publish(batch: Batch): Promise<DirectOutcome[]> {
-    const { userKeys } = batch;
+    const { userKeys, runs } = batch;
+    const runArgs: (string | number)[] = [];
+    for (const run of runs) runArgs.push(run.senderPosition, run.senderLoginId, run.recipientPosition, run.lines.join(''));
     const call = this.scripts.sendDirect(
       userKeys.length,
       ...userKeys.map((userKey) => this.keys.user(userKey)),
-      this.options.deadline(), this.options.publish, batch.messages,
+      this.options.deadline(), this.options.publish, runs.length,
       ...userKeys.map((userKey) => this.keys.userInbox(userKey)),
-      ...batch.messageArgs,
+      ...runArgs,
     );
     const outcomes = await awaitReply(call, (late) => {
       // Answered SERVICE UNAVAILABLE, delivered anyway: cannot be taken back; counted.
-      const delivered = late.filter((outcome) => outcome === 1).length;
+      const delivered = runs.reduce((sum, run, i) => sum + (late[i] === 1 ? run.lines.length : 0), 0);
       if (delivered > 0) metrics.lateEffects.inc({ kind: 'dm' }, delivered);
     });
     if (outcomes[0] === EXPIRED && outcomes.length === 1) throw new BackplaneUnavailableError('timeout');

@@ -433,17 +433,18 @@ export class RedisBackplane implements Backplane {
    * waits, so steps reach Redis in the order they were called. Failures are reported as the
    * backplane reports them, and an outage is logged once.
    */
-  private guarded<T>(step: () => Promise<T>): Promise<T> {
-    let waiting: Promise<void> | undefined;
+  private async guarded<T>(step: () => Promise<T>): Promise<T> {
+    let admitted = false;
     try {
-      waiting = this.enterGate();
+      const waiting = this.enterGate();
+      if (waiting) await waiting;
+      admitted = true;
+      return await step();
     } catch (error) {
-      return Promise.reject(this.refused(error));
-    }
-    const run = () => step().finally(() => this.gate.leave());
-    return (waiting ? waiting.then(run) : run()).catch((error: unknown) => {
       throw this.refused(error);
-    });
+    } finally {
+      if (admitted) this.gate.leave();
+    }
   }
 
   private enterGate(): Promise<void> | undefined {

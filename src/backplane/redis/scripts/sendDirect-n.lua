@@ -1,22 +1,22 @@
 --[[
   Delivers a batch of direct messages: every DM a worker accepted in one event-loop turn (or,
-  on Redis Cluster, the DMs of one turn to one recipient). For each message the sender's
-  ownership of its name (where its key is given), the recipient's lookup and the publish are
-  one step, so the lines go to the login that holds the name at that instant. A recipient's
-  lines are joined in the order they were sent: one publish per recipient. Fenced: the whole
-  batch does nothing once Redis' clock passes the deadline.
+  on Redis Cluster, the DMs of one turn to one recipient), as runs: one sender's lines to one
+  recipient, joined. For each run the sender's ownership of its name (where its key is given),
+  the recipient's lookup and the publish are one step, so the lines go to the login that holds
+  the name at that instant. A recipient's runs are joined in the order given: one publish per
+  recipient. Fenced: the whole batch does nothing once Redis' clock passes the deadline.
 
   KEYS[i]            the user hashes of every sender and recipient named below
   ARGV[1]            deadline (ms, Redis' clock; 0: none)
   ARGV[2]            the publish command
-  ARGV[3]            m, the number of messages
+  ARGV[3]            m, the number of runs
   ARGV[3+i]          for each key i: that user's inbox channel
-  ARGV[3+n+4j-3..]   for each message j: sender key index (0: do not check), sender login id,
-                     recipient key index, the complete line
+  ARGV[3+n+4j-3..]   for each run j: sender key index (0: do not check), sender login id,
+                     recipient key index, the run's complete lines
 
   Publishes "<login id> <lines>" to each recipient that is logged in. Returns one result per
-  message: 1 delivered, 0 recipient not logged in, -2 sender does not hold its name; or the
-  single result { -1 } when the deadline had passed.
+  run: 1 delivered, 0 recipient not logged in, -2 sender does not hold its name; or the single
+  result { -1 } when the deadline had passed.
 ]]
 --- @include "deadline"
 if pastDeadline(tonumber(ARGV[1])) then
