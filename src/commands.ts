@@ -107,18 +107,18 @@ export const COMMANDS: readonly CommandSpec[] = [
       if (target.kind === 'room') {
         const result = await context.backplane.sendToRoom(me, target.room, text);
         if (result === 'not-available') return replies.roomNotAvailable(target.room);
-        metrics.messagesAccepted.inc({ kind: 'room' });
+        metrics.messagesAccepted.inc('room');
         // The sender's own copy rides with its OK, so the OK is always first.
         return replies.ok() + replies.roomMessage(me.user, result.roomName, text);
       }
       if (nameKey(target.user) === nameKey(me.user)) {
         // Answered here, but only while the name is surely still ours (not after a long pause).
         await context.backplane.confirm(me);
-        metrics.messagesAccepted.inc({ kind: 'dm' });
+        metrics.messagesAccepted.inc('dm');
         return replies.ok() + replies.userMessage(me.user, text);
       }
       if ((await context.backplane.sendToUser(me, target.user, text)) === 'not-found') return replies.userNotFound(target.user);
-      metrics.messagesAccepted.inc({ kind: 'dm' });
+      metrics.messagesAccepted.inc('dm');
       return replies.ok();
     },
   }),

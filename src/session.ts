@@ -240,7 +240,8 @@ export class Session implements ClientHandle {
     this.replySlots.push(slot);
     this.unansweredBytes += bytes;
     this.context.input.take(bytes);
-    this.waiting.push({ spec, args, slot, readAt: performance.now(), bytes });
+    // Read when its frame was taken (a disconnect is not timed).
+    this.waiting.push({ spec, args, slot, readAt: this.lastCommandAt, bytes });
     this.dispatch();
   }
 

@@ -36,8 +36,8 @@ interface Batch {
   /** User name key → its position among the script's keys (1-based, as the script counts). */
   readonly positions: Map<string, number>;
   readonly userKeys: string[];
-  /** "<recipient position> <sender login id>" → index in `runs`. */
-  readonly runIndex: Map<string, number>;
+  /** Recipient position → sender login id → index in `runs`. */
+  readonly runIndex: Map<number, Map<string, number>>;
   readonly runs: Run[];
   messages: number;
   /** One outcome per run. */
@@ -69,11 +69,12 @@ export class DirectMessageBatcher {
     const batch = this.open.get(group) ?? this.start(group);
     const senderPosition = this.options.checkSenders ? this.position(batch, senderKey) : 0;
     const recipientPosition = this.position(batch, recipientKey);
-    const runKey = `${recipientPosition} ${sender.loginId}`;
-    let run = batch.runIndex.get(runKey);
+    let runs = batch.runIndex.get(recipientPosition);
+    if (!runs) batch.runIndex.set(recipientPosition, runs = new Map());
+    let run = runs.get(sender.loginId);
     if (run === undefined) {
       run = batch.runs.push({ senderPosition, senderLoginId: sender.loginId, recipientPosition, lines: [] }) - 1;
-      batch.runIndex.set(runKey, run);
+      runs.set(sender.loginId, run);
     }
     batch.runs[run]!.lines.push(line);
     if (++batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);

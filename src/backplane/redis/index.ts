@@ -341,12 +341,14 @@ export class RedisBackplane implements Backplane {
   }
 
   sendToUser(sender: Member, user: string, text: string): Promise<UserMessageResult> {
-    return this.guarded(async () => {
+    return this.guarded(() => {
       this.acting(sender);
-      const outcome = await this.inTurn(sender, () =>
-        this.directs.send(sender, nameKey(sender.user), nameKey(user), replies.userMessage(sender.user, text)));
-      if (outcome === -2) return this.notOwner();
-      return outcome === 1 ? 'ok' : 'not-found';
+      const line = replies.userMessage(sender.user, text);
+      const outcome = this.inTurn(sender, () => this.directs.send(sender, nameKey(sender.user), nameKey(user), line));
+      return outcome.then((sent) => {
+        if (sent === -2) return this.notOwner();
+        return sent === 1 ? 'ok' : 'not-found';
+      });
     });
   }
 
