@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import type { Redis } from 'ioredis';
 import { ChatProcess } from '../test/helpers/chat-process.js';
 import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
@@ -10,7 +11,7 @@ import { chatline, type Dialect, irc } from './dialects.js';
 import type { Result } from './measure.js';
 import { chart } from './chart.js';
 import { ngircdInstalled, startNgircd } from './ngircd.js';
-import { OTHER_PROGRAMS, processCpu, redisCpuMicros, settle, type SubscriberWatch, watchSubscribers } from './observe.js';
+import { OTHER_PROGRAMS, processCpu, redisCpuMicrosOf, settle, type SubscriberWatch, watchSubscribers } from './observe.js';
 import { connectMany, dm, type Endpoint, type Observe, type Placement, room, type Timing } from './scenarios.js';
 
 // npm run bench                 the standard matrix on this machine (starts its own servers)
@@ -86,49 +87,68 @@ interface RedisIdle {
   measure(): Promise<void>;
 }
 
-function redisIdle(redis: ProcessRedis | undefined): RedisIdle | undefined {
-  if (!redis) return undefined;
+function redisIdle(backplane: Backplane | undefined): RedisIdle | undefined {
+  if (!backplane) return undefined;
   const idle: RedisIdle = {
     microsPerSecond: 0,
     async measure() {
-      const before = await redisCpuMicros(redis.client);
+      const before = await redisCpuMicrosOf(backplane.nodes);
       const started = performance.now();
       await sleep(1000);
-      idle.microsPerSecond = ((await redisCpuMicros(redis.client)) - before) / ((performance.now() - started) / 1000);
+      idle.microsPerSecond = ((await redisCpuMicrosOf(backplane.nodes)) - before) / ((performance.now() - started) / 1000);
     },
   };
   return idle;
 }
 
-/** The observe hook for a set of processes, with Redis' own CPU when there is a Redis. */
-function observer(processes: () => Record<string, number>, redis: ProcessRedis | undefined, idle: RedisIdle | undefined): Observe {
+/** The observe hook for a set of processes, with Redis' own CPU (all its nodes) when there is a Redis. */
+function observer(processes: () => Record<string, number>, backplane: Backplane | undefined, idle: RedisIdle | undefined): Observe {
   return async () => {
-    const redisBefore = redis ? await redisCpuMicros(redis.client) : 0;
+    const redisBefore = backplane ? await redisCpuMicrosOf(backplane.nodes) : 0;
     const started = performance.now();
     const cores = processCpu(processes());
     return async (generatorCores) => {
       const used = cores(generatorCores);
-      if (!redis) return { cores: used };
+      if (!backplane) return { cores: used };
       const seconds = (performance.now() - started) / 1000;
       return {
         cores: used,
-        redisCpuMicros: (await redisCpuMicros(redis.client)) - redisBefore,
+        redisCpuMicros: (await redisCpuMicrosOf(backplane.nodes)) - redisBefore,
         redisIdleMicros: Math.round((idle?.microsPerSecond ?? 0) * seconds),
       };
     };
   };
 }
 
-async function deploy(mode: string, redis: ProcessRedis | undefined, workers: number, extraEnv: Record<string, string>): Promise<Deployment> {
-  const env: Record<string, string> = { RATE_PER_SEC: '0', MAX_CONNECTIONS: '100000', REDIS_URL: redis?.url ?? '',
-    REDIS_PREFIX: `bench${Date.now()}:`, ...extraEnv };
+/**
+ * The Redis a deployment runs on: one server, or a Cluster's nodes. Its CPU, memory and
+ * subscribers are summed over all the nodes (every node of the bench's Clusters is a primary).
+ */
+interface Backplane {
+  /** What tells chatline where Redis is: REDIS_URL or REDIS_CLUSTER_NODES. */
+  env: Record<string, string>;
+  /** Its server processes, by label, for the CPU columns. */
+  processes: Record<string, number>;
+  /** A connection to each node, for INFO and CLIENT LIST. */
+  nodes: Redis[];
+  /** Stops what was started for this deployment alone (a Cluster); the shared Redis has none. */
+  stop?: () => Promise<void>;
+}
+
+function oneRedis(redis: ProcessRedis): Backplane {
+  return { env: { REDIS_URL: redis.url }, processes: { redis: redis.pid }, nodes: [redis.client] };
+}
+
+async function deploy(mode: string, backplane: Backplane | undefined, workers: number, extraEnv: Record<string, string>): Promise<Deployment> {
+  const env: Record<string, string> = { RATE_PER_SEC: '0', MAX_CONNECTIONS: '100000', REDIS_URL: '',
+    REDIS_PREFIX: `bench${Date.now()}:`, ...backplane?.env, ...extraEnv };
   const chat = await ChatProcess.start(env, workers);
   // Workers only: the cluster primary holds no clients.
-  const servingPids = () => (redis ? childrenOf(chat.pid) : [chat.pid]);
-  const processes = (): Record<string, number> => (redis
-    ? { primary: chat.pid, ...Object.fromEntries(servingPids().sort((a, b) => a - b).map((pid, i) => [`worker ${i + 1}`, pid])), redis: redis.pid }
+  const servingPids = () => (backplane ? childrenOf(chat.pid) : [chat.pid]);
+  const processes = (): Record<string, number> => (backplane
+    ? { primary: chat.pid, ...Object.fromEntries(servingPids().sort((a, b) => a - b).map((pid, i) => [`worker ${i + 1}`, pid])), ...backplane.processes }
     : { chatline: chat.pid });
-  const idle = redisIdle(redis);
+  const idle = redisIdle(backplane);
   let seen = 0;
   // Which worker holds each open connection, by client address, from the workers' "connection
   // opened" and "connection closed" logs (closed ones are dropped: ports get reused).
@@ -164,14 +184,18 @@ async function deploy(mode: string, redis: ProcessRedis | undefined, workers: nu
     },
     async sample() {
       const serverBytes = servingPids().reduce((sum, pid) => sum + rssBytes(pid), 0);
-      const redisBytes = redis ? Number(/used_memory:(\d+)/.exec(await redis.client.info('memory'))![1]) : 0;
+      const used = async (node: Redis) => Number(/used_memory:(\d+)/.exec(await node.info('memory'))![1]);
+      const redisBytes = (await Promise.all((backplane?.nodes ?? []).map(used))).reduce((sum, bytes) => sum + bytes, 0);
       return { serverBytes, redisBytes };
     },
     processes,
-    observe: observer(processes, redis, idle),
+    observe: observer(processes, backplane, idle),
     ...(idle ? { redisIdle: idle } : {}),
-    ...(redis ? { watchSubscribers: () => watchSubscribers(redis.client, chat.healthPort) } : {}),
-    stop: async () => { await chat.stop(); },
+    ...(backplane ? { watchSubscribers: () => watchSubscribers(backplane.nodes, chat.healthPort) } : {}),
+    stop: async () => {
+      await chat.stop();
+      await backplane?.stop?.();
+    },
   };
 }
 
@@ -235,10 +259,10 @@ async function standardMatrix(): Promise<{ results: Result[]; reference: Record<
   // ngIRCd runs right after Redis mode with 2 workers, the rows it is compared with most.
   const setups: Setup[] = [
     { start: () => deploy('embedded', undefined, 1, {}), rows: [...dms, ...room4x500, ...big], connect: connect(18_000) },
-    { start: () => deploy('redis, 1 worker', redis, 1, {}), rows: [...dms, ...room4x500], connect: connect(0) },
-    { start: () => deploy('redis, 2 workers', redis, 2, {}), rows: [...dms, ...room4x500, ...big], connect: connect(20_000) },
+    { start: () => deploy('redis, 1 worker', oneRedis(redis), 1, {}), rows: [...dms, ...room4x500], connect: connect(0) },
+    { start: () => deploy('redis, 2 workers', oneRedis(redis), 2, {}), rows: [...dms, ...room4x500, ...big], connect: connect(20_000) },
     ...(ngircdHere ? [{ start: deployNgircd, rows: [...room4x500, ...oneRoom(referenceRooms)], connect: connect(0) }] : []),
-    { start: () => deploy('redis, 2 workers, kernel distribution', redis, 2, kernel),
+    { start: () => deploy('redis, 2 workers, kernel distribution', oneRedis(redis), 2, kernel),
       rows: [], connect: connect(20_000, true) },
   ];
   try {
