@@ -13,7 +13,7 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'
 export function chart(results: Result[]): string {
   const rooms = results.filter((r) => r.scenario.startsWith('room'));
   const roomHeight = rooms.length > 0 ? HEIGHT : 0;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH + 160}" height="${HEIGHT + roomHeight}" font-family="sans-serif">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH + 240}" height="${HEIGHT + roomHeight}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
 ${dmPanel(results.filter((r) => r.scenario.startsWith('dm')))}
 ${rooms.length > 0 ? `<g transform="translate(0 ${HEIGHT})">${roomPanel(rooms)}</g>` : ''}

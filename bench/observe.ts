@@ -86,6 +86,11 @@ export async function redisCpuMicros(client: Redis): Promise<number> {
   return Math.round((field('used_cpu_user') + field('used_cpu_sys')) * 1e6);
 }
 
+/** The same, summed over several servers (a Cluster's nodes). */
+export async function redisCpuMicrosOf(clients: Redis[]): Promise<number> {
+  return (await Promise.all(clients.map(redisCpuMicros))).reduce((sum, micros) => sum + micros, 0);
+}
+
 interface RedisClientInfo {
   id: string;
   name: string;
@@ -119,15 +124,22 @@ export interface SubscriberWatch {
   resubscribes: number | undefined;
 }
 
+/** CLIENT LIST of several servers, with ids made unique across them. */
+async function clientListOf(clients: Redis[]): Promise<RedisClientInfo[]> {
+  const lists = await Promise.all(clients.map(clientList));
+  return lists.flatMap((list, i) => list.map((c) => ({ ...c, id: `${i}:${c.id}` })));
+}
+
 /**
- * Watches the connections that are subscribed to something, from Redis' side: CLIENT LIST at
- * the start and at the end of a row, by client id. A connection Redis cut (output buffer limit,
+ * Watches the connections that are subscribed to something, from Redis' side (on every node of
+ * a Cluster, where the sharded subscribers are spread over the primaries): CLIENT LIST at the
+ * start and at the end of a row, by client id. A connection Redis cut (output buffer limit,
  * timeout, CLIENT KILL) is gone at the end even if the worker reconnected at once, since a new
  * connection gets a new id; a count of connected_clients would miss that, and the instance's own
  * resubscribe counter (where it has one) counts only reconnects that completed. That counter is
  * read too, as a cross-check. Samples CLIENT LIST every 250 ms for the subscribers' output buffers.
  */
-export async function watchSubscribers(client: Redis, healthPort: number | undefined): Promise<() => Promise<SubscriberWatch>> {
+export async function watchSubscribers(clients: Redis[], healthPort: number | undefined): Promise<() => Promise<SubscriberWatch>> {
   const resubscribes = async () => {
     if (healthPort === undefined) return undefined;
     try {
@@ -137,18 +149,18 @@ export async function watchSubscribers(client: Redis, healthPort: number | undef
     }
   };
   const resubscribedBefore = await resubscribes();
-  const start = (await clientList(client)).filter((c) => c.subscriptions > 0);
+  const start = (await clientListOf(clients)).filter((c) => c.subscriptions > 0);
   let peakOutputBytes = Math.max(0, ...start.map((c) => c.outputBytes));
   let sampling = Promise.resolve();
   const timer = setInterval(() => {
-    sampling = clientList(client).then((clients) => {
-      for (const c of clients) if (c.subscriptions > 0) peakOutputBytes = Math.max(peakOutputBytes, c.outputBytes);
+    sampling = clientListOf(clients).then((listed) => {
+      for (const c of listed) if (c.subscriptions > 0) peakOutputBytes = Math.max(peakOutputBytes, c.outputBytes);
     }, () => {});
   }, 250);
   return async () => {
     clearInterval(timer);
     await sampling;
-    const open = new Set((await clientList(client)).map((c) => c.id));
+    const open = new Set((await clientListOf(clients)).map((c) => c.id));
     const resubscribedAfter = await resubscribes();
     return {
       dropped: start.filter((c) => !open.has(c.id)).length,

@@ -3,14 +3,16 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import type { Redis } from 'ioredis';
 import { ChatProcess } from '../test/helpers/chat-process.js';
 import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
+import { RedisCluster } from '../test/helpers/redis-cluster.js';
 import { chatline, type Dialect, irc } from './dialects.js';
 import type { Result } from './measure.js';
 import { chart } from './chart.js';
 import { ngircdInstalled, startNgircd } from './ngircd.js';
-import { OTHER_PROGRAMS, processCpu, redisCpuMicros, settle, type SubscriberWatch, watchSubscribers } from './observe.js';
+import { OTHER_PROGRAMS, processCpu, redisCpuMicrosOf, settle, type SubscriberWatch, watchSubscribers } from './observe.js';
 import { connectMany, dm, type Endpoint, type Observe, type Placement, room, type Timing } from './scenarios.js';
 
 // npm run bench                 the standard matrix on this machine (starts its own servers)
@@ -19,6 +21,9 @@ import { connectMany, dm, type Endpoint, type Observe, type Placement, room, typ
 // npm run bench -- --reference none | --reference-members 1000
 //                               without ngIRCd, or with it on fewer one-room sizes (its 5000-member
 //                               channel takes 2–3 minutes to fill: see ngircd.ts)
+// npm run bench -- --modes cluster --scenarios dm,room --room-members 1000 --reference none
+//                               some deployments only: embedded, redis (= redis-1w, redis-2w, kernel),
+//                               cluster (= cluster-1p, cluster-3p: a Redis Cluster of 1 or 3 primaries)
 // npm run bench -- --endpoints 10.0.0.5:8888,10.0.0.6:8888 --scenario dm --pairs 20 --window 4
 //                               one scenario against servers that are already running
 //                               (--scenario room --dialect irc: against an IRC server)
@@ -39,6 +44,8 @@ const { values: args } = parseArgs({
     reference: { type: 'string', default: 'ngircd' },
     'reference-members': { type: 'string' },
     scenarios: { type: 'string', default: 'dm,room,connect' },
+    // The 1-primary Cluster is left out unless asked for: it would take the run past 7 minutes.
+    modes: { type: 'string', default: 'embedded,redis,cluster-3p' },
   },
 });
 const timing: Timing = { warmupMs: 1000, measureMs: Number(args.seconds) * 1000 };
@@ -48,6 +55,19 @@ const bigRooms = args['room-members'].split(',').filter(Boolean).map(Number);
 /** The one-room sizes ngIRCd is measured on too (all of them unless told). */
 const referenceRooms = (args['reference-members'] ?? args['room-members']).split(',').filter(Boolean).map(Number);
 const scenarios = new Set(args.scenarios.split(','));
+/** The chatline deployments the matrix runs (ngIRCd goes by --reference): names, or groups of them. */
+const MODE_GROUPS: Record<string, string[]> = {
+  embedded: ['embedded'],
+  redis: ['redis-1w', 'redis-2w', 'kernel'],
+  cluster: ['cluster-1p', 'cluster-3p'],
+};
+const KNOWN_MODES = new Set(Object.values(MODE_GROUPS).flat());
+const modes = new Set(args.modes.split(',').filter(Boolean).flatMap((name) => {
+  if (MODE_GROUPS[name]) return MODE_GROUPS[name];
+  if (KNOWN_MODES.has(name)) return [name];
+  console.error(`--modes: no mode ${name}; known: ${[...new Set([...Object.keys(MODE_GROUPS), ...KNOWN_MODES])].join(', ')}`);
+  process.exit(2);
+}));
 const RESULTS = new URL('./results/', import.meta.url);
 
 interface Deployment {
@@ -83,52 +103,102 @@ const childrenOf = (pid: number) =>
  */
 interface RedisIdle {
   microsPerSecond: number;
+  /** Redis servers it is summed over (a Cluster's nodes). */
+  nodes: number;
   measure(): Promise<void>;
 }
 
-function redisIdle(redis: ProcessRedis | undefined): RedisIdle | undefined {
-  if (!redis) return undefined;
+function redisIdle(backplane: Backplane | undefined): RedisIdle | undefined {
+  if (!backplane) return undefined;
   const idle: RedisIdle = {
     microsPerSecond: 0,
+    nodes: backplane.nodes.length,
     async measure() {
-      const before = await redisCpuMicros(redis.client);
+      const before = await redisCpuMicrosOf(backplane.nodes);
       const started = performance.now();
       await sleep(1000);
-      idle.microsPerSecond = ((await redisCpuMicros(redis.client)) - before) / ((performance.now() - started) / 1000);
+      idle.microsPerSecond = ((await redisCpuMicrosOf(backplane.nodes)) - before) / ((performance.now() - started) / 1000);
     },
   };
   return idle;
 }
 
-/** The observe hook for a set of processes, with Redis' own CPU when there is a Redis. */
-function observer(processes: () => Record<string, number>, redis: ProcessRedis | undefined, idle: RedisIdle | undefined): Observe {
+/** The observe hook for a set of processes, with Redis' own CPU (all its nodes) when there is a Redis. */
+function observer(processes: () => Record<string, number>, backplane: Backplane | undefined, idle: RedisIdle | undefined): Observe {
   return async () => {
-    const redisBefore = redis ? await redisCpuMicros(redis.client) : 0;
+    const redisBefore = backplane ? await redisCpuMicrosOf(backplane.nodes) : 0;
     const started = performance.now();
     const cores = processCpu(processes());
     return async (generatorCores) => {
       const used = cores(generatorCores);
-      if (!redis) return { cores: used };
+      if (!backplane) return { cores: used };
       const seconds = (performance.now() - started) / 1000;
       return {
         cores: used,
-        redisCpuMicros: (await redisCpuMicros(redis.client)) - redisBefore,
+        redisCpuMicros: (await redisCpuMicrosOf(backplane.nodes)) - redisBefore,
         redisIdleMicros: Math.round((idle?.microsPerSecond ?? 0) * seconds),
       };
     };
   };
 }
 
-async function deploy(mode: string, redis: ProcessRedis | undefined, workers: number, extraEnv: Record<string, string>): Promise<Deployment> {
-  const env: Record<string, string> = { RATE_PER_SEC: '0', MAX_CONNECTIONS: '100000', REDIS_URL: redis?.url ?? '',
-    REDIS_PREFIX: `bench${Date.now()}:`, ...extraEnv };
+/**
+ * The Redis a deployment runs on: one server, or a Cluster's nodes. Its CPU, memory and
+ * subscribers are summed over all the nodes (every node of the bench's Clusters is a primary).
+ */
+interface Backplane {
+  /** What tells chatline where Redis is: REDIS_URL or REDIS_CLUSTER_NODES. */
+  env: Record<string, string>;
+  /** Its server processes, by label, for the CPU columns. */
+  processes: Record<string, number>;
+  /** A connection to each node, for INFO and CLIENT LIST. */
+  nodes: Redis[];
+  /** Stops what was started for this deployment alone (a Cluster); the shared Redis has none. */
+  stop?: () => Promise<void>;
+}
+
+function oneRedis(redis: ProcessRedis): Backplane {
+  return { env: { REDIS_URL: redis.url }, processes: { redis: redis.pid }, nodes: [redis.client] };
+}
+
+/**
+ * A Cluster of `primaries` primaries for one deployment. No replicas: on 2 cores they would be
+ * more processes competing for the CPU, replaying every write, and chatline never reads from
+ * them. cluster-node-timeout is Redis' default 15 s, not the tests' 1 s: no node under load
+ * should be suspected of failing; nothing here fails over.
+ */
+async function redisCluster(primaries: number): Promise<Backplane> {
+  const cluster = await RedisCluster.start({ primaries, replicasPerPrimary: 0, nodeTimeoutMs: 15_000 });
+  const nodes = (await cluster.primaries()).sort((a, b) => a.port - b.port);
+  return {
+    env: { REDIS_CLUSTER_NODES: cluster.seeds.join(',') },
+    processes: Object.fromEntries(nodes.map((node, i) => [`redis primary ${i + 1}`, node.pid!])),
+    nodes: nodes.map((node) => node.admin),
+    stop: () => cluster.stop(),
+  };
+}
+
+/** Deploys chatline on a Cluster started for it, and stops the Cluster with it (or if it fails to start). */
+async function deployOnCluster(mode: string, primaries: number, workers: number): Promise<Deployment> {
+  const backplane = await redisCluster(primaries);
+  try {
+    return await deploy(mode, backplane, workers, {});
+  } catch (error) {
+    await backplane.stop!();
+    throw error;
+  }
+}
+
+async function deploy(mode: string, backplane: Backplane | undefined, workers: number, extraEnv: Record<string, string>): Promise<Deployment> {
+  const env: Record<string, string> = { RATE_PER_SEC: '0', MAX_CONNECTIONS: '100000', REDIS_URL: '',
+    REDIS_PREFIX: `bench${Date.now()}:`, ...backplane?.env, ...extraEnv };
   const chat = await ChatProcess.start(env, workers);
   // Workers only: the cluster primary holds no clients.
-  const servingPids = () => (redis ? childrenOf(chat.pid) : [chat.pid]);
-  const processes = (): Record<string, number> => (redis
-    ? { primary: chat.pid, ...Object.fromEntries(servingPids().sort((a, b) => a - b).map((pid, i) => [`worker ${i + 1}`, pid])), redis: redis.pid }
+  const servingPids = () => (backplane ? childrenOf(chat.pid) : [chat.pid]);
+  const processes = (): Record<string, number> => (backplane
+    ? { primary: chat.pid, ...Object.fromEntries(servingPids().sort((a, b) => a - b).map((pid, i) => [`worker ${i + 1}`, pid])), ...backplane.processes }
     : { chatline: chat.pid });
-  const idle = redisIdle(redis);
+  const idle = redisIdle(backplane);
   let seen = 0;
   // Which worker holds each open connection, by client address, from the workers' "connection
   // opened" and "connection closed" logs (closed ones are dropped: ports get reused).
@@ -164,14 +234,18 @@ async function deploy(mode: string, redis: ProcessRedis | undefined, workers: nu
     },
     async sample() {
       const serverBytes = servingPids().reduce((sum, pid) => sum + rssBytes(pid), 0);
-      const redisBytes = redis ? Number(/used_memory:(\d+)/.exec(await redis.client.info('memory'))![1]) : 0;
+      const used = async (node: Redis) => Number(/used_memory:(\d+)/.exec(await node.info('memory'))![1]);
+      const redisBytes = (await Promise.all((backplane?.nodes ?? []).map(used))).reduce((sum, bytes) => sum + bytes, 0);
       return { serverBytes, redisBytes };
     },
     processes,
-    observe: observer(processes, redis, idle),
+    observe: observer(processes, backplane, idle),
     ...(idle ? { redisIdle: idle } : {}),
-    ...(redis ? { watchSubscribers: () => watchSubscribers(redis.client, chat.healthPort) } : {}),
-    stop: async () => { await chat.stop(); },
+    ...(backplane ? { watchSubscribers: () => watchSubscribers(backplane.nodes, chat.healthPort) } : {}),
+    stop: async () => {
+      await chat.stop();
+      await backplane?.stop?.();
+    },
   };
 }
 
@@ -201,6 +275,8 @@ function redisPublishRate(redis: ProcessRedis, pipeline: number): number {
 }
 
 interface Setup {
+  /** Its name for --modes (ngIRCd has none: --reference decides). */
+  name?: string;
   start: () => Promise<Deployment>;
   /** The scenarios' rows on this deployment. */
   rows: ((deployment: Deployment) => Promise<Result>)[];
@@ -233,16 +309,23 @@ async function standardMatrix(): Promise<{ results: Result[]; reference: Record<
   // The delivery scenarios run on round-robin distribution (the default), which is what puts
   // senders and receivers on different workers; the kernel's spread is measured on connect only.
   // ngIRCd runs right after Redis mode with 2 workers, the rows it is compared with most.
+  // The Clusters (1 and 3 primaries, no replicas) run what Redis mode with 2 workers runs but
+  // connect: each is started for its rows and stopped after them.
   const setups: Setup[] = [
-    { start: () => deploy('embedded', undefined, 1, {}), rows: [...dms, ...room4x500, ...big], connect: connect(18_000) },
-    { start: () => deploy('redis, 1 worker', redis, 1, {}), rows: [...dms, ...room4x500], connect: connect(0) },
-    { start: () => deploy('redis, 2 workers', redis, 2, {}), rows: [...dms, ...room4x500, ...big], connect: connect(20_000) },
+    { name: 'embedded', start: () => deploy('embedded', undefined, 1, {}), rows: [...dms, ...room4x500, ...big], connect: connect(18_000) },
+    { name: 'redis-1w', start: () => deploy('redis, 1 worker', oneRedis(redis), 1, {}), rows: [...dms, ...room4x500], connect: connect(0) },
+    { name: 'redis-2w', start: () => deploy('redis, 2 workers', oneRedis(redis), 2, {}), rows: [...dms, ...room4x500, ...big], connect: connect(20_000) },
     ...(ngircdHere ? [{ start: deployNgircd, rows: [...room4x500, ...oneRoom(referenceRooms)], connect: connect(0) }] : []),
-    { start: () => deploy('redis, 2 workers, kernel distribution', redis, 2, kernel),
+    { name: 'cluster-1p', start: () => deployOnCluster('redis cluster, 1 primary, 2 workers', 1, 2),
+      rows: [...dms, ...room4x500, ...big], connect: connect(0) },
+    { name: 'cluster-3p', start: () => deployOnCluster('redis cluster, 3 primaries, 2 workers', 3, 2),
+      rows: [...dms, ...room4x500, ...big], connect: connect(0) },
+    { name: 'kernel', start: () => deploy('redis, 2 workers, kernel distribution', oneRedis(redis), 2, kernel),
       rows: [], connect: connect(20_000, true) },
   ];
   try {
     for (const setup of setups) {
+      if (setup.name !== undefined && !modes.has(setup.name)) continue;
       if (setup.rows.length === 0 && setup.connect.clients === 0) continue;
       const deployment = await setup.start();
       const { mode } = deployment;
@@ -257,7 +340,10 @@ async function standardMatrix(): Promise<{ results: Result[]; reference: Record<
           if (settled === undefined) result.notes.push('the servers were still busy 30 s after the previous row; measured anyway');
           else if (settled > 1000) result.notes.push(`waited ${(settled / 1000).toFixed(1)} s for the servers to go idle after the previous row`);
           if (watching) result.subscribers = await watching();
-          if (result.redis) result.notes.push(`Redis idle: ${Math.round(deployment.redisIdle!.microsPerSecond)} µs of CPU per second, taken off its per-message figures`);
+          if (result.redis) {
+            const { microsPerSecond, nodes } = deployment.redisIdle!;
+            result.notes.push(`Redis idle${nodes > 1 ? ` (its ${nodes} nodes)` : ''}: ${Math.round(microsPerSecond)} µs of CPU per second, taken off its per-message figures`);
+          }
           const others = result.cores?.[OTHER_PROGRAMS] ?? 0;
           if (others > 0.3) result.notes.push(`other programs used ${others.toFixed(2)} cores of this machine in the window: compare this row with care`);
           const split = deployment.split();

@@ -7,10 +7,11 @@ import { freePorts } from './ports.js';
 import { makeTempDir, onFreshPorts, RedisNode, removeTempDir, requireRedisServer } from './redis-server.js';
 import { waitFor } from './wait.js';
 
-// A real Redis Cluster of spawned redis-server processes: 3 primaries with one replica each,
-// on free ports of 127.0.0.1, each with a free cluster bus port (the default, port + 10000,
-// can collide with something listening). Persistence is off and cluster-node-timeout short,
-// so a killed primary is replaced within a few seconds.
+// A real Redis Cluster of spawned redis-server processes: 3 primaries with one replica each
+// (other counts on request: the bench runs 1 and 3 primaries without replicas), on free ports
+// of 127.0.0.1, each with a free cluster bus port (the default, port + 10000, can collide with
+// something listening). Persistence is off and cluster-node-timeout short, so a killed primary
+// is replaced within a few seconds.
 //
 // Roles change (failover, kill), so a node is just a process on a port; who is primary is
 // asked of the cluster each time. Every question waits until the cluster has *settled*: every
@@ -31,6 +32,10 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number;
   /** More redis-server arguments for every node, after the defaults. */
   args?: string[];
+  /** How many primaries share the slots. Default 3; 1 and 2 work too (see formByHand). */
+  primaries?: number;
+  /** Replicas of each primary. Default 1. */
+  replicasPerPrimary?: number;
 }
 
 export class ClusterNode extends RedisNode {
@@ -66,18 +71,27 @@ export class RedisCluster {
 
   private constructor(readonly nodes: ClusterNode[], private readonly dir: string) {}
 
-  /** Starts 6 nodes, creates the cluster (3 primaries, 1 replica each) and waits until it has settled. */
+  /**
+   * Starts 6 nodes, creates the cluster (3 primaries, 1 replica each) and waits until it has
+   * settled; `primaries` and `replicasPerPrimary` change those counts (and the nodes started).
+   */
   static start(options: RedisClusterOptions = {}): Promise<RedisCluster> {
     return onFreshPorts(() => RedisCluster.startOnce(options));
   }
 
   private static async startOnce(options: RedisClusterOptions): Promise<RedisCluster> {
     requireRedisServer();
+    const primaries = options.primaries ?? 3;
+    const replicasPerPrimary = options.replicasPerPrimary ?? 1;
+    if (!(primaries >= 1) || !(replicasPerPrimary >= 0)) {
+      throw new Error(`no cluster of ${primaries} primaries with ${replicasPerPrimary} replicas each`);
+    }
+    const count = primaries * (1 + replicasPerPrimary);
     const dir = makeTempDir('chatline-cluster-');
-    const ports = await freePorts(12);
-    const nodes = Array.from({ length: 6 }, (_, i) => {
+    const ports = await freePorts(2 * count);
+    const nodes = Array.from({ length: count }, (_, i) => {
       const port = ports[i]!;
-      const busPort = ports[i + 6]!;
+      const busPort = ports[i + count]!;
       return new ClusterNode(port, busPort, [
         '--port', String(port), '--bind', HOST, '--daemonize', 'no',
         '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
@@ -88,17 +102,26 @@ export class RedisCluster {
         '--cluster-replica-validity-factor', '0',
         // A replica's full sync starts at once, not after the default 5 s wait for more replicas.
         '--repl-diskless-sync-delay', '0',
+        // A node learns its own address from its peers; a lone primary has none, and would give
+        // clients "" for its slots in CLUSTER SLOTS.
+        ...(primaries < 3 ? ['--cluster-announce-ip', HOST] : []),
         ...(options.args ?? []),
       ]);
     });
     const cluster = new RedisCluster(nodes, dir);
     try {
       await Promise.all(nodes.map((node) => node.start()));
-      await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => node.address), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 })
-        .catch((error: Error & { stdout?: string; stderr?: string }) => {
-          throw new Error(`redis-cli --cluster create failed: ${error.message}\n${error.stdout ?? ''}${error.stderr ?? ''}`);
-        });
-      await cluster.settled((view) => view.primaries.size === 3 && view.replicaOf.size === 3, 'the new cluster', 30_000);
+      if (primaries >= 3) {
+        await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => node.address), '--cluster-replicas', String(replicasPerPrimary),
+          '--cluster-yes'], { timeout: 30_000 })
+          .catch((error: Error & { stdout?: string; stderr?: string }) => {
+            throw new Error(`redis-cli --cluster create failed: ${error.message}\n${error.stdout ?? ''}${error.stderr ?? ''}`);
+          });
+      } else {
+        await formByHand(nodes, primaries);
+      }
+      await cluster.settled((view) => view.primaries.size === primaries && view.replicaOf.size === primaries * replicasPerPrimary,
+        'the new cluster', 30_000);
     } catch (error) {
       await cluster.stop();
       throw error;
@@ -258,6 +281,26 @@ export class RedisCluster {
     const unflaggedDead = this.nodes.find((node) => !livePorts.has(node.port) && !view.failed.has(node.port));
     if (unflaggedDead) return `${unflaggedDead} is dead but not flagged failed`;
     return view;
+  }
+}
+
+/**
+ * What redis-cli --cluster create does, for fewer than the 3 primaries it insists on: the first
+ * `primaries` nodes split the slots evenly (each with its own config epoch), every node meets the
+ * first, and the rest replicate the primaries in turn once they know them.
+ */
+async function formByHand(nodes: ClusterNode[], primaries: number): Promise<void> {
+  for (let i = 0; i < primaries; i++) {
+    const first = Math.floor((i * SLOT_COUNT) / primaries);
+    const last = Math.floor(((i + 1) * SLOT_COUNT) / primaries) - 1;
+    await nodes[i]!.admin.cluster('ADDSLOTSRANGE', first, last);
+    await nodes[i]!.admin.cluster('SET-CONFIG-EPOCH', i + 1);
+  }
+  for (const node of nodes.slice(1)) await node.admin.cluster('MEET', HOST, nodes[0]!.port, nodes[0]!.busPort);
+  for (const [i, replica] of nodes.slice(primaries).entries()) {
+    const primary = nodes[i % primaries]!;
+    await waitFor(`${replica} to learn of ${primary}`, async () => (await replica.admin.cluster('NODES') as string).includes(primary.id), 10_000);
+    await replica.admin.cluster('REPLICATE', primary.id);
   }
 }
 
