@@ -36,7 +36,7 @@ describe('Redis Cluster: two instances × two workers on 3 primaries', () => {
       await Promise.all(instances.map((chat) => chat.stop()));
     });
 
-    it('keeps DM, room message, DM in order when the recipient and the room sit on different primaries', async () => {
+    it('keeps DMs, room message, DM in order when the recipient and the room sit on different primaries', async () => {
       const keys = new RedisKeys(prefix);
       const [recipientName] = await cluster.namesOnDifferentPrimaries(1, (i) => `reader${i}`);
       const recipientPrimary = await cluster.primaryForKey(keys.user(recipientName!));
@@ -52,10 +52,12 @@ describe('Redis Cluster: two instances × two workers on 3 primaries', () => {
       clients.push(sender, recipient);
       await sender.command(`JOIN ${room}`, 'OK');
       await recipient.command(`JOIN ${room}`, 'OK');
-      // DM, room, DM, many times over, pipelined so lookups and publishes overlap.
-      const rounds = 300;
-      const commands: string[] = [];
-      for (let i = 0; i < rounds; i++) commands.push(`MSG ${recipientName} ${3 * i}`, `MSG ${room} ${3 * i + 1}`, `MSG ${recipientName} ${3 * i + 2}`);
+      // DMs, room, DM, many times over, pipelined so lookups and publishes overlap and the
+      // DMs a sender sends while its turn is taken go out together.
+      const rounds = 200;
+      const round = (i: number) => [`${recipientName}`, `${recipientName}`, `${recipientName}`, room, `${recipientName}`]
+        .map((target, j) => `MSG ${target} ${5 * i + j}`);
+      const commands = Array.from({ length: rounds }, (_, i) => round(i)).flat();
       sender.send(...commands);
       await sender.take(commands.length + rounds, 30_000);
       const got = await recipient.take(commands.length, 30_000);

@@ -344,7 +344,9 @@ export class RedisBackplane implements Backplane {
     return this.guarded(() => {
       this.acting(sender);
       const line = replies.userMessage(sender.user, text);
-      const outcome = this.inTurn(sender, () => this.directs.send(sender, nameKey(sender.user), nameKey(user), line));
+      const send = () => this.directs.send(sender, nameKey(sender.user), nameKey(user), line);
+      // Redis Cluster: DMs share a sender's turn (sender-turns.ts); at once on one primary.
+      const outcome = this.senderTurns ? this.senderTurns.share(sender.loginId, send) : send();
       return outcome.then((sent) => {
         if (sent === -2) return this.notOwner();
         return sent === 1 ? 'ok' : 'not-found';
