@@ -327,10 +327,24 @@ export class RedisBackplane implements Backplane {
       if (room === 'not-available') return room;
       const line = lineBefore + room.roomName + lineAfter;
       // At most once: a member whose node does not take the publish within the reply wait misses
-      // this message (counted), and the sender's turn, and the gate, move on without it.
-      await Promise.all(room.members.map(([memberKey, loginId]) => awaitReply(this.scripts.publishTo(
-        this.keys.user(memberKey), this.keys.userInbox(memberKey), loginId, `${loginId} ${line}`, this.publish), () => {})
-        .catch(() => metrics.deliveriesDropped.inc({ reason: 'unpublished' }))));
+      // this message (counted), and the sender's turn, and the gate, move on without it. One
+      // wait for the whole fan-out, not a timer per member.
+      let unanswered = room.members.length;
+      let gaveUp = false;
+      const publishes = room.members.map(([memberKey, loginId]) => this.scripts.publishTo(
+        this.keys.user(memberKey), this.keys.userInbox(memberKey), loginId, `${loginId} ${line}`, this.publish).then(() => {
+        unanswered--;
+      }, () => {
+        if (gaveUp) return;
+        unanswered--;
+        metrics.deliveriesDropped.inc({ reason: 'unpublished' });
+      }));
+      try {
+        await awaitReply(Promise.all(publishes), () => {});
+      } catch {
+        gaveUp = true;
+        metrics.deliveriesDropped.inc({ reason: 'unpublished' }, unanswered);
+      }
       return { roomName: room.roomName };
     });
   }
