@@ -363,6 +363,8 @@ export async function room(
   measuring = false;
   stopping = true;
   await drain(() => waiting.every((w) => w.size === 0));
+  // The one-room rows also time WHO on the full room: a read over every member.
+  if (rooms === 1 && dialect.name === 'chatline') notes.push(await timeWho(clients[1]!, `#${roomName(0)}`, members));
   for (const client of clients) client.close();
   const result = summary(mode, `room ${rooms}x${members}, window ${inFlight}`, {
     delivered, messages, wallMs, cores, costs, histogram, trackers, expected: sent.reduce((a, b) => a + b, 0) * (members - 1),
@@ -370,6 +372,31 @@ export async function room(
   });
   result.notes.push(...notes);
   return result;
+}
+
+/** WHO of a room, asked 5 times in a row by one member: how long to its OK, and what it listed. */
+async function timeWho(client: BenchClient, room: string, members: number): Promise<string> {
+  const times: number[] = [];
+  let lines = 0;
+  let names = 0;
+  for (let i = 0; i < 5; i++) {
+    lines = 0;
+    names = 0;
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      client.onLine = (line) => {
+        if (line === 'OK') return resolve();
+        if (!line.startsWith(`MEMBERS ${room} `)) return reject(new Error(`WHO ${room} got ${line}`));
+        lines++;
+        names += line.split(' ').length - 2;
+      };
+      client.send(`WHO ${room}`);
+    });
+    times.push(performance.now() - started);
+  }
+  if (names !== members) throw new Error(`WHO ${room} listed ${names} of its ${members} members`);
+  times.sort((a, b) => a - b);
+  return `WHO of the ${members} members: ${names} names in ${lines} lines, ${times[2]!.toFixed(1)} ms median of 5 (${times[0]!.toFixed(1)}–${times[4]!.toFixed(1)})`;
 }
 
 /** Logins and joins under way at once while a room fills. */
