@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { LineClient } from '../helpers/client.js';
-import { ComposeProject, requireDockerEngine } from '../helpers/compose.js';
+import type { LineClient } from '../helpers/client.js';
+import { ComposeProject, loginThroughHaproxy, requireDockerEngine } from '../helpers/compose.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -50,20 +50,7 @@ describe('docker compose on a Redis Cluster: HAProxy over chat replicas on 3 pri
     return project.logText(init);
   };
 
-  /** Connects through HAProxy and logs in, retrying while no replica is ready yet. */
-  const loginThroughBalancer = async (user: string, timeoutMs = 60_000): Promise<LineClient> =>
-    waitFor(`a replica to accept ${user} through HAProxy`, async () => {
-      let client: LineClient | undefined;
-      try {
-        client = await LineClient.connect(port);
-        await client.command(`LOGIN ${user}`, 'OK');
-        clients.push(client);
-        return client;
-      } catch {
-        client?.destroy();
-        return undefined;
-      }
-    }, timeoutMs);
+  const loginThroughBalancer = (user: string, timeoutMs?: number) => loginThroughHaproxy(port, user, clients, timeoutMs);
 
   before(async () => {
     requireDockerEngine();

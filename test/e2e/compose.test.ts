@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { LineClient } from '../helpers/client.js';
-import { ComposeProject, requireDockerEngine } from '../helpers/compose.js';
+import type { LineClient } from '../helpers/client.js';
+import { ComposeProject, loginThroughHaproxy, requireDockerEngine } from '../helpers/compose.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -28,20 +28,7 @@ describe('docker compose: HAProxy over chat replicas on one Redis', () => {
   let prometheusPort: number;
   const clients: LineClient[] = [];
 
-  /** Connects through HAProxy and logs in, retrying while no replica is ready yet. */
-  const loginThroughBalancer = async (user: string, timeoutMs = 60_000): Promise<LineClient> =>
-    waitFor(`a replica to accept ${user} through HAProxy`, async () => {
-      let client: LineClient | undefined;
-      try {
-        client = await LineClient.connect(port);
-        await client.command(`LOGIN ${user}`, 'OK');
-        clients.push(client);
-        return client;
-      } catch {
-        client?.destroy();
-        return undefined;
-      }
-    }, timeoutMs);
+  const loginThroughBalancer = (user: string, timeoutMs?: number) => loginThroughHaproxy(port, user, clients, timeoutMs);
 
   /** Which containers logged 'connection opened', by container id. */
   const containersWithClients = async (): Promise<Map<string, number>> => {

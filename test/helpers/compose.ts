@@ -1,6 +1,8 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { LineClient } from './client.js';
+import { waitFor } from './wait.js';
 
 // Runs this repository's docker-compose.yml (or, with COMPOSE_FILE in its environment, another of
 // its compose files) as a throwaway project, as a user would.
@@ -13,6 +15,25 @@ function composeCommand(): string[] {
   if (spawnSync('docker', ['compose', 'version']).status === 0) return ['docker', 'compose'];
   if (spawnSync('docker-compose', ['version']).status === 0) return ['docker-compose'];
   throw new Error('Neither `docker compose` nor `docker-compose` is installed (../shared/docker/local-images.sh installs one).');
+}
+
+/**
+ * Connects through HAProxy on `port` and logs in, retrying while no replica is ready yet; the
+ * client joins `opened`, for the test to close.
+ */
+export function loginThroughHaproxy(port: number, user: string, opened: LineClient[], timeoutMs = 60_000): Promise<LineClient> {
+  return waitFor(`a replica to accept ${user} through HAProxy`, async () => {
+    let client: LineClient | undefined;
+    try {
+      client = await LineClient.connect(port);
+      await client.command(`LOGIN ${user}`, 'OK');
+      opened.push(client);
+      return client;
+    } catch {
+      client?.destroy();
+      return undefined;
+    }
+  }, timeoutMs);
 }
 
 export function requireDockerEngine(): void {
