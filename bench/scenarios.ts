@@ -384,8 +384,14 @@ async function timeWho(client: BenchClient, room: string, members: number): Prom
     names = 0;
     const started = performance.now();
     await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`WHO ${room} not answered within 30 s`)), 30_000);
       client.onLine = (line) => {
-        if (line === 'OK') return resolve();
+        if (line === 'OK') {
+          clearTimeout(timer);
+          return resolve();
+        }
+        // A room message the drain gave up waiting for may still arrive.
+        if (line.startsWith('GOTROOMMSG ')) return;
         if (!line.startsWith(`MEMBERS ${room} `)) return reject(new Error(`WHO ${room} got ${line}`));
         lines++;
         names += line.split(' ').length - 2;

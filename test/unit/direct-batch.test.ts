@@ -101,6 +101,27 @@ describe('DM batch', () => {
     assert.deepEqual(calls.map((call) => call.runs[0]![3].split('\r\n').length - 1), [1000, 1000, 500]);
   });
 
+  it('on Redis Cluster, sends a recipient\'s next call only once the one before it was answered', async () => {
+    const calls: Call[] = [];
+    const replies: (() => void)[] = [];
+    // Each call waits for the test to answer it.
+    const held = () => new Promise<number[]>((resolve) => replies.push(() => resolve([1])));
+    const batcher = new DirectMessageBatcher(recordingScripts({ bob: 'w.2', carol: 'w.3' }, calls, held), keys, options(false));
+    const toBob = Array.from({ length: 1500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`));
+    const toCarol = batcher.send(alice, 'alice', 'carol', 'meanwhile\r\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls.map((call) => call.userHashes[0]), [keys.user('bob'), keys.user('carol')],
+      'bob\'s second call went out before his first was answered (or carol waited for bob)');
+    replies.shift()!();
+    await toBob[0];
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls.map((call) => call.userHashes[0]), [keys.user('bob'), keys.user('carol'), keys.user('bob')]);
+    for (const reply of replies.splice(0)) reply();
+    await Promise.all([...toBob, toCarol]);
+    assert.deepEqual(calls.filter((call) => call.userHashes[0] === keys.user('bob')).map((call) => call.runs[0]![3].split('\r\n').length - 1),
+      [1000, 500]);
+  });
+
   it('fails every DM of a batch Redis ran past its deadline, or that could not be sent', async () => {
     const unavailable = (error: unknown) => error instanceof BackplaneUnavailableError;
     const expired = new DirectMessageBatcher(recordingScripts({}, [], async () => [-1]), keys, options(true));

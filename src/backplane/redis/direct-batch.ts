@@ -15,7 +15,10 @@ import { type ChatScripts, type Deadline, EXPIRED } from './scripts.js';
 //
 // On one Redis primary a turn's DMs are one batch, and the script also checks that each sender
 // still holds its name. On Redis Cluster a script may touch one slot only: a batch per
-// recipient, and the sender's hold on its name is guarded by the worker's lease alone.
+// recipient, and the sender's hold on its name is guarded by the worker's lease alone. There a
+// recipient's next batch is sent only once the one before it was answered: a sender's turn
+// (sender-turns.ts) may put more lines for one recipient than fit in one batch, and two calls in
+// flight to one slot can be reordered by ioredis' redirections in a failover.
 
 /** A batch is sent at once when it holds this many messages, so no call grows without bound. */
 const MAX_BATCH_MESSAGES = 1000;
@@ -56,6 +59,8 @@ export interface DirectBatchOptions {
 export class DirectMessageBatcher {
   /** Open batches by group: one group on one primary, one per recipient on Redis Cluster. */
   private readonly open = new Map<string, Batch>();
+  /** Redis Cluster: by recipient, settles once the batch last sent to them was answered. */
+  private readonly answered = new Map<string, Promise<void>>();
 
   constructor(
     private readonly scripts: ChatScripts,
@@ -90,7 +95,15 @@ export class DirectMessageBatcher {
     const batch = this.open.get(group);
     if (!batch) return;
     this.open.delete(group);
-    batch.send();
+    if (this.options.checkSenders) return batch.send();
+    const previous = this.answered.get(group);
+    if (previous) void previous.then(batch.send);
+    else batch.send();
+    const answered = batch.outcomes.then(() => {}, () => {});
+    this.answered.set(group, answered);
+    void answered.then(() => {
+      if (this.answered.get(group) === answered) this.answered.delete(group);
+    });
   }
 
   private position(batch: Batch, userKey: string): number {

@@ -27,13 +27,13 @@ const commandName = (name: ScriptName) => `chatline_${name}`;
 /**
  * Commands written to Redis the moment they are called instead of through ioredis'
  * auto-pipeline, which defers to the next setImmediate. The DM batch is already one call per
- * event-loop turn, and deferring it again cost a whole extra turn. Room messages go the same
- * way so that every delivery leaves in the order it was called, as per-sender order needs.
- * Redis Cluster's fan-out publishes (publishTo) do go through the auto-pipeline: a room's are one
- * write per node instead of one per member, and a sender's next turn waits for their replies
- * anyway (sender-turns.ts).
+ * event-loop turn, and deferring it again cost a whole extra turn. Room messages, and on Redis
+ * Cluster their fan-out publishes, go the same way so that every delivery leaves in the order
+ * it was called, as per-sender order needs. (The fan-out must not ride ioredis' Cluster pipeline
+ * anyway: a pipeline is redirected only when all of its commands got the same MOVED, so in a
+ * failover each member's publish would fail instead of following its slot.)
  */
-export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom')];
+export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom'), commandName('publishTo')];
 
 type Arg = string | number;
 
