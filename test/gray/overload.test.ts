@@ -74,8 +74,10 @@ describe('overload and abuse', () => {
     }
     const samples = await scrape(chat.healthPort);
     const shed = sample(samples, 'chatline_connections_closed_total', { reason: 'output_shed' });
-    assert.ok(shed >= 1 && shed < 4, `shed ${shed} of 4 non-readers: enough to get under the cap, no more`);
-    assert.equal(sample(samples, 'chatline_connections_closed_total', { reason: 'slow_reader' }), 0);
+    // A sink whose kernel buffer filled before the others' may pass its own MAX_PENDING_BYTES
+    // while the worker is still under its cap: cut as a slow reader, which is right too.
+    const cutAlone = sample(samples, 'chatline_connections_closed_total', { reason: 'slow_reader' });
+    assert.ok(shed >= 1 && shed + cutAlone < 4, `shed ${shed} and cut ${cutAlone} of 4 non-readers: enough to get under the cap, no more`);
     await reader.command('MSG #flood still here', 'OK', 'GOTROOMMSG reader #flood still here');
     for (const client of [...sinks, reader, sender]) client.destroy();
   });
