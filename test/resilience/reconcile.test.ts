@@ -160,6 +160,8 @@ describe('a session whose name record was lost, and the name taken by another lo
     await redis.client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
     await waitFor('the first worker to tell its alice the name is gone', () => alice.lost, 10_000);
     assert.deepEqual(await redis.client.hgetall(keys.roomMembers('#room')), {}, 'the old alice is still in #room');
+    // The second worker reconnects on its own schedule.
+    await waitFor('the second worker to be back', () => second.status().up, 10_000);
     await second.join(newAlice.member, '#room');
     const members = await redis.client.hgetall(keys.roomMembers('#room'));
     assert.deepEqual(Object.keys(members), ['alice']);
