@@ -15,9 +15,14 @@ import type { WorkerState, WorkerStatus } from './supervisor/ipc.js';
 // One serving process: a backplane plus the chat listeners, with a graceful stop. Embedded, it
 // is the whole service; in Redis mode it is one worker among many (worker.ts tells its primary).
 
+/** How long a stop waits for a shared state still being reached when it came. */
+const STARTING_STOP_WAIT_MS = 1000;
+
 export class ChatNode {
   private state: WorkerState = 'starting';
   private backplane: Backplane | undefined;
+  /** The shared state being reached, while start() waits for it. */
+  private connecting: Promise<Backplane> | undefined;
   private readonly server: ChatServer;
   private tls: TlsCertificates | undefined;
   readonly log: Logger;
@@ -38,12 +43,15 @@ export class ChatNode {
     await loadSocketOptions(this.log);
     // A certificate that cannot be used stops the start before anything waits on Redis.
     if (config.tls) this.tls = new TlsCertificates(config.tls, this.log);
-    this.backplane = config.redis
-      ? await RedisBackplane.connect({
+    this.connecting = config.redis
+      ? RedisBackplane.connect({
         redis: config.redis, maxRoomsPerUser: config.maxRoomsPerUser, maxRoomMembers: config.maxRoomMembers,
         nodeTtlMs: config.nodeTtlMs, log: this.log,
       })
-      : new MemoryBackplane(new MemoryState(), config);
+      : Promise.resolve(new MemoryBackplane(new MemoryState(), config));
+    this.backplane = await this.connecting;
+    // Stopped meanwhile: stop() leaves the shared state; nothing is to be served.
+    if (this.state === 'draining') return;
     const backplane = this.backplane;
     observeBackplane({
       up: () => backplane.status().up,
@@ -89,7 +97,13 @@ export class ChatNode {
     // Half the grace period at most for spreading the goodbyes; the rest for logouts.
     await this.server.close(shutdownGraceMs / 2);
     this.tls?.close();
-    await this.backplane?.close();
+    // Told to stop while still reaching Redis: a connection that lands soon has registered this
+    // worker, so it leaves again rather than wait to be reaped. One that cannot land in time
+    // registered nothing.
+    const backplane = this.backplane ?? await Promise.race([
+      this.connecting?.catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(resolve, STARTING_STOP_WAIT_MS)),
+    ]);
+    await backplane?.close();
     this.log.info('stopped');
   }
 }

@@ -90,6 +90,7 @@ export class RedisBackplane implements Backplane {
   private pendingRepair: { reason: string; renew: boolean } | undefined;
   private readonly probes: ProbeWatch;
   private closing = false;
+  private closed: Promise<void> | undefined;
 
   private constructor(
     private readonly commands: RedisClient,
@@ -416,7 +417,16 @@ export class RedisBackplane implements Backplane {
     return this.probes.lagMs() / 1000;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Leaves the cluster. Idempotent: a worker that fails to listen while it is told to stop
+   * closes from both paths, and a second close disconnecting mid-way through the first would
+   * leave the worker listed for a reaper to find.
+   */
+  close(): Promise<void> {
+    return this.closed ??= this.leave();
+  }
+
+  private async leave(): Promise<void> {
     this.closing = true;
     this.lease.stop();
     this.gate.refuseAll(new BackplaneUnavailableError('unreachable'));
