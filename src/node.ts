@@ -98,8 +98,8 @@ export class ChatNode {
     await this.server.close(shutdownGraceMs / 2);
     this.tls?.close();
     // Told to stop while still reaching Redis: a connection that lands soon has registered this
-    // worker, so it leaves again rather than wait to be reaped. One that cannot land in time
-    // registered nothing.
+    // worker, so it leaves again rather than wait to be reaped. One that lands later still is
+    // reaped like any dead worker (it holds no sessions).
     const backplane = this.backplane ?? await Promise.race([
       this.connecting?.catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(resolve, STARTING_STOP_WAIT_MS)),
     ]);
