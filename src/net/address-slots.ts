@@ -100,38 +100,34 @@ function once(action: () => void): Release {
   };
 }
 
-/** The primary's side: one count per address for the whole instance, kept per worker. */
+/** The primary's side: one count per address for the whole instance, with what each worker holds. */
 export function serveAddressSlots(limit: number, log: Logger): void {
-  const total = new Map<string, number>();
-  const perWorker = new Map<number, Map<string, number>>();
-  const add = (counts: Map<string, number>, address: string, by: number) => {
-    const count = (counts.get(address) ?? 0) + by;
-    if (count <= 0) counts.delete(address);
-    else counts.set(address, count);
-  };
+  const slots = new LocalAddressSlots(limit);
+  /** Per worker, per address: the releases of the slots it holds. */
+  const held = new Map<number, Map<string, Release[]>>();
   cluster.on('message', (worker: Worker, message: SlotRequest) => {
     if (message?.chatline !== 'address-slot') return;
-    let held = perWorker.get(worker.id);
-    if (!held) perWorker.set(worker.id, held = new Map());
+    let byAddress = held.get(worker.id);
+    if (!byAddress) held.set(worker.id, byAddress = new Map());
+    const releases = byAddress.get(message.address);
     if (message.op === 'acquire') {
-      const granted = (total.get(message.address) ?? 0) < limit;
-      if (granted) {
-        add(total, message.address, 1);
-        add(held, message.address, 1);
+      const release = slots.acquire(message.address);
+      if (release) {
+        if (releases) releases.push(release);
+        else byAddress.set(message.address, [release]);
       }
-      const reply: SlotAnswer = { chatline: 'address-slot-answer', request: message.request, granted };
+      const reply: SlotAnswer = { chatline: 'address-slot-answer', request: message.request, granted: release !== undefined };
       if (worker.isConnected()) worker.send(reply, undefined, () => {});
       return;
     }
     // Only what this worker holds can be given back by it.
-    if (!held.has(message.address)) return;
-    add(held, message.address, -1);
-    add(total, message.address, -1);
+    releases?.pop()?.();
+    if (releases?.length === 0) byAddress.delete(message.address);
   });
   // A worker that exits (crash, watchdog, restart) gives back every slot it held.
   cluster.on('exit', (worker: Worker) => {
-    for (const [address, count] of perWorker.get(worker.id) ?? []) add(total, address, -count);
-    perWorker.delete(worker.id);
+    for (const releases of held.get(worker.id)?.values() ?? []) for (const release of releases) release();
+    held.delete(worker.id);
   });
   log.debug({ limit }, 'counting MAX_CONNECTIONS_PER_IP for the whole instance');
 }
