@@ -269,9 +269,14 @@ function redisSettings(values: Values): RedisSettings | undefined {
 }
 
 function readSecret(variable: string, path: string): string {
+  // A trailing newline is how most editors and `kubectl create secret --from-file` leave it.
+  return readConfiguredFile(variable, path).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** The file a setting names; one that cannot be read is a ConfigError naming the setting. */
+export function readConfiguredFile(variable: string, path: string): Buffer {
   try {
-    // A trailing newline is how most editors and `kubectl create secret --from-file` leave it.
-    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    return readFileSync(path);
   } catch (error) {
     throw new ConfigError(`${variable}=${JSON.stringify(path)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }

@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { type FSWatcher, readFileSync, unwatchFile, watch, watchFile } from 'node:fs';
+import { type FSWatcher, unwatchFile, watch, watchFile } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { createSecureContext, createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import { ConfigError, type TlsSettings } from '../config.js';
+import { ConfigError, readConfiguredFile, type TlsSettings } from '../config.js';
 import type { Logger } from '../log.js';
 
 // The TLS side of the chat port: one tls.Server that never listens itself (the chat server
@@ -135,15 +135,8 @@ function peerKey(socket: Socket): string {
 }
 
 function loadAtStart(settings: TlsSettings): CertificatePair {
-  const read = (variable: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (error) {
-      throw new ConfigError(`${variable}=${JSON.stringify(path)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
-  };
-  const cert = read('TLS_CERT_FILE', settings.certFile);
-  const key = read('TLS_KEY_FILE', settings.keyFile);
+  const cert = readConfiguredFile('TLS_CERT_FILE', settings.certFile);
+  const key = readConfiguredFile('TLS_KEY_FILE', settings.keyFile);
   try {
     return checkPair(cert, key);
   } catch (error) {
