@@ -272,14 +272,17 @@ function clientAddress(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/** A PROXY v2 header, or why there is none (`silent`: the peer left without sending a byte). */
+type HeaderOutcome = ProxyHeader | { reason: string; silent?: boolean };
+
 /**
  * Reads a PROXY v2 header off the socket; bytes after it are put back for whoever reads next,
  * and the socket is left paused. Calls back once: with the header, or with why there is none.
  */
-function readProxyHeader(socket: Socket, done: (result: ProxyHeader | { reason: string; silent?: boolean }) => void): void {
+function readProxyHeader(socket: Socket, done: (result: HeaderOutcome) => void): void {
   const reader = new ProxyHeaderReader();
   let received = 0;
-  const finish = (result: ProxyHeader | { reason: string; silent?: boolean }, rest?: Buffer) => {
+  const finish = (result: HeaderOutcome, rest?: Buffer) => {
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onEnd);

@@ -114,6 +114,8 @@ function withoutCredentials(url: string): string {
 
 /** Replies by which Redis refuses who we say we are. */
 const AUTH_REFUSALS = /^(WRONGPASS|NOAUTH|NOPERM)|invalid password|invalid username-password/i;
+/** What to check when it does: the settings the credentials come from. */
+const CREDENTIALS_HINT = 'check REDIS_USERNAME and REDIS_PASSWORD_FILE or the URL\'s user and password; retrying';
 
 /**
  * Connects, retrying with capped backoff for as long as it takes: a worker that starts before
@@ -138,7 +140,7 @@ export async function connectPatiently(client: RedisClient, settings: RedisSetti
       attempt++;
       const message = (reason ?? error as Error).message;
       const why = AUTH_REFUSALS.test(message)
-        ? `Redis refused our credentials (${describeRedis(settings)}): check REDIS_USERNAME and REDIS_PASSWORD_FILE or the URL's user and password; retrying`
+        ? `Redis refused our credentials (${describeRedis(settings)}): ${CREDENTIALS_HINT}`
         : `cannot reach Redis (${describeRedis(settings)}); retrying`;
       log.warn({ role, attempt, redis: describeRedis(settings), err: message }, why);
       client.disconnect();
@@ -155,8 +157,7 @@ export function watchConnection(client: RedisClient, role: ConnectionRole, log: 
   client.on('error', (error: Error) => {
     if (connected && AUTH_REFUSALS.test(error.message)) {
       // The password changed under a running worker: every reconnect attempt says so.
-      log.warn({ role, err: error.message }, 'Redis refused our credentials on reconnecting: check REDIS_USERNAME and '
-        + 'REDIS_PASSWORD_FILE or the URL\'s user and password; retrying');
+      log.warn({ role, err: error.message }, `Redis refused our credentials on reconnecting: ${CREDENTIALS_HINT}`);
     } else if (!lost && connected) {
       log.warn({ role, err: error.message }, 'redis connection lost; reconnecting');
     }
