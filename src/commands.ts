@@ -102,24 +102,29 @@ export const COMMANDS: readonly CommandSpec[] = [
   command({
     keyword: 'MSG', shape: 'message', barrier: false, needsLogin: true,
     syntax: 'MSG <user>|#<room> <text>', summary: 'send text to one user, or to every member of a room you are in',
-    async run(context, { target, text }) {
+    // Chained, not async: the busiest path there is, and an async layer costs each message a promise.
+    run(context, { target, text }) {
       const me = context.me!;
       if (target.kind === 'room') {
-        const result = await context.backplane.sendToRoom(me, target.room, text);
-        if (result === 'not-available') return replies.roomNotAvailable(target.room);
-        metrics.messagesAccepted.inc('room');
-        // The sender's own copy rides with its OK, so the OK is always first.
-        return replies.ok() + replies.roomMessage(me.user, result.roomName, text);
+        return context.backplane.sendToRoom(me, target.room, text).then((result) => {
+          if (result === 'not-available') return replies.roomNotAvailable(target.room);
+          metrics.messagesAccepted.inc('room');
+          // The sender's own copy rides with its OK, so the OK is always first.
+          return replies.ok() + replies.roomMessage(me.user, result.roomName, text);
+        });
       }
       if (nameKey(target.user) === nameKey(me.user)) {
         // Answered here, but only while the name is surely still ours (not after a long pause).
-        await context.backplane.confirm(me);
-        metrics.messagesAccepted.inc('dm');
-        return replies.ok() + replies.userMessage(me.user, text);
+        return context.backplane.confirm(me).then(() => {
+          metrics.messagesAccepted.inc('dm');
+          return replies.ok() + replies.userMessage(me.user, text);
+        });
       }
-      if ((await context.backplane.sendToUser(me, target.user, text)) === 'not-found') return replies.userNotFound(target.user);
-      metrics.messagesAccepted.inc('dm');
-      return replies.ok();
+      return context.backplane.sendToUser(me, target.user, text).then((result) => {
+        if (result === 'not-found') return replies.userNotFound(target.user);
+        metrics.messagesAccepted.inc('dm');
+        return replies.ok();
+      });
     },
   }),
   command({

@@ -174,8 +174,10 @@ export class Session implements ClientHandle {
   /** Takes frames on while the session and the worker have room for more unanswered commands. */
   private takeFrames(): void {
     let taken = 0;
+    // Frames taken on together were read together: one clock reading serves them all.
+    const now = performance.now();
     while (taken < this.backlog.length && !this.closing && !this.atOwnLimit() && this.context.input.hasRoom()) {
-      this.takeFrame(this.backlog[taken++]!);
+      this.takeFrame(this.backlog[taken++]!, now);
     }
     this.backlog = this.closing || taken === this.backlog.length ? [] : this.backlog.slice(taken);
     if (this.backlog.length > 0) {
@@ -203,8 +205,8 @@ export class Session implements ClientHandle {
     if (!this.paused && !this.inputEnded) this.socket.resume();
   };
 
-  private takeFrame(frame: Frame): void {
-    if (!this.allowance.take()) {
+  private takeFrame(frame: Frame, now: number): void {
+    if (!this.allowance.take(now)) {
       metrics.rateLimited.inc();
       // A client that keeps sending into the limit gets a bounded number of refusals: the last
       // one ends the connection, once the replies before it are written.
@@ -214,7 +216,7 @@ export class Session implements ClientHandle {
       this.replySlots.push({ text: replies.rateLimited(), closeAfter: true });
       return this.flushReplies();
     }
-    this.lastCommandAt = performance.now();
+    this.lastCommandAt = now;
     if ('error' in frame) return this.answerAtOnce(replies.error(frame.error));
     const parsed = parseLine(frame.line, GRAMMAR);
     if ('error' in parsed) {
@@ -222,7 +224,7 @@ export class Session implements ClientHandle {
       return this.answerAtOnce(replies.error(parsed.error));
     }
     const spec = COMMAND_BY_KEYWORD.get(parsed.keyword)!;
-    if (spec.listing && !this.listingAllowance.take()) {
+    if (spec.listing && !this.listingAllowance.take(now)) {
       metrics.rateLimited.inc();
       return this.answerAtOnce(replies.rateLimited());
     }
@@ -254,49 +256,67 @@ export class Session implements ClientHandle {
       this.waiting.shift();
       if (barrier) this.barrierRunning = true;
       this.running++;
-      void this.run(next).then((text) => {
-        this.running--;
-        next.slot.text = text;
-        // QUIT is a barrier, so nothing else ran meanwhile that could have set the flag.
-        if (this.quitting && barrier) next.slot.closeAfter = true;
-        this.unansweredBytes -= next.bytes;
-        this.context.input.give(next.bytes);
-        if (barrier) this.barrierRunning = false;
-        this.dispatch();
-        this.flushReplies();
-      });
+      const reply = this.run(next);
+      if (typeof reply === 'string') this.completed(next, reply);
+      else void reply.then((text) => this.completed(next, text));
     }
   }
 
-  private async run(step: Step): Promise<string> {
-    if (step.spec === 'disconnect') {
-      await this.disconnect();
-      return '';
-    }
+  /** A command's reply is ready: it takes its place in the output, and what waited on it may start. */
+  private completed(step: Step, text: string): void {
+    const barrier = step.spec === 'disconnect' || step.spec.barrier;
+    this.running--;
+    step.slot.text = text;
+    // QUIT is a barrier, so nothing else ran meanwhile that could have set the flag.
+    if (this.quitting && barrier) step.slot.closeAfter = true;
+    this.unansweredBytes -= step.bytes;
+    this.context.input.give(step.bytes);
+    if (barrier) this.barrierRunning = false;
+    this.dispatch();
+    this.flushReplies();
+  }
+
+  /**
+   * Runs a command; never fails. A chain rather than an async function: every DM passes here,
+   * and each async layer costs it one more promise to make and to collect.
+   */
+  private run(step: Step): Promise<string> | string {
+    if (step.spec === 'disconnect') return this.disconnect().then(() => '');
     const { spec } = step;
-    let result: CommandResult = 'ok';
+    if (spec.needsLogin && !this.me) return this.answered(step, spec, replies.notLoggedIn());
+    let reply: Promise<string> | string;
     try {
-      if (spec.needsLogin && !this.me) {
-        result = 'error';
-        return replies.notLoggedIn();
-      }
-      const reply = await spec.run(this.commandContext, step.args as never);
-      if (reply.startsWith('ERROR ')) result = 'error';
-      return reply;
+      reply = spec.run(this.commandContext, step.args as never);
     } catch (error) {
-      // One policy: the shared state being away is expected and answered as such (the outage
-      // is logged once, by the backplane); anything else is a bug, and looks like one.
-      if (isUnavailable(error)) {
-        result = 'unavailable';
-        return replies.serviceUnavailable();
-      }
+      return this.failed(step, spec, error);
+    }
+    if (typeof reply === 'string') return this.answered(step, spec, reply);
+    return reply.then((text) => this.answered(step, spec, text), (error: unknown) => this.failed(step, spec, error));
+  }
+
+  private answered(step: Step, spec: CommandSpec, reply: string): string {
+    recordCommand(spec.keyword, reply.startsWith('ERROR ') ? 'error' : 'ok', (performance.now() - step.readAt) / 1000);
+    return reply;
+  }
+
+  /**
+   * One policy: the shared state being away is expected and answered as such (the outage is
+   * logged once, by the backplane); anything else is a bug, and looks like one.
+   */
+  private failed(step: Step, spec: CommandSpec, error: unknown): string {
+    let result: CommandResult;
+    let reply: string;
+    if (isUnavailable(error)) {
+      result = 'unavailable';
+      reply = replies.serviceUnavailable();
+    } else {
       result = 'internal_error';
+      reply = replies.internalError();
       metrics.internalErrors.inc();
       this.context.log.error({ connection: this.id, command: spec.keyword, err: error }, 'command failed with an unexpected error');
-      return replies.internalError();
-    } finally {
-      recordCommand(spec.keyword, result, (performance.now() - step.readAt) / 1000);
     }
+    recordCommand(spec.keyword, result, (performance.now() - step.readAt) / 1000);
+    return reply;
   }
 
   private readonly commandContext: CommandContext = (() => {

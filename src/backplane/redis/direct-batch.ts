@@ -69,7 +69,7 @@ export class DirectMessageBatcher {
   ) {}
 
   /** Queues a complete line for the user with this name key; resolves with what became of it. */
-  async send(sender: Member, senderKey: string, recipientKey: string, line: string): Promise<DirectOutcome> {
+  send(sender: Member, senderKey: string, recipientKey: string, line: string): Promise<DirectOutcome> {
     const group = this.options.checkSenders ? '' : recipientKey;
     const batch = this.open.get(group) ?? this.start(group);
     const senderPosition = this.options.checkSenders ? this.position(batch, senderKey) : 0;
@@ -83,7 +83,7 @@ export class DirectMessageBatcher {
     }
     batch.runs[run]!.lines.push(line);
     if (++batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);
-    return (await batch.outcomes)[run]!;
+    return batch.outcomes.then((outcomes) => outcomes[run]!);
   }
 
   /** Sends what is queued now, so that whatever is sent next cannot overtake it. */

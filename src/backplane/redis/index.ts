@@ -59,6 +59,8 @@ interface RoomMembers {
 }
 
 const SPACE = 0x20;
+/** Between a worker id and the rest of a login id. */
+const DOT = 0x2e;
 /** A subscriber connected this many beats without seeing its own probe has stopped delivering. */
 const SILENT_BEATS = 3;
 /** Keys read per HSCAN step of WHO: bounded work per step for Redis, however big the room. */
@@ -461,19 +463,41 @@ export class RedisBackplane implements Backplane {
    * waits, so steps reach Redis in the order they were called. Failures are reported as the
    * backplane reports them, and an outage is logged once.
    */
-  private async guarded<T>(step: () => Promise<T>): Promise<T> {
-    let admitted = false;
+  private guarded<T>(step: () => Promise<T>): Promise<T> {
+    let waiting: Promise<void> | undefined;
     try {
-      const waiting = this.enterGate();
-      if (waiting) await waiting;
-      admitted = true;
-      return await step();
+      waiting = this.enterGate();
     } catch (error) {
-      throw this.refused(error);
-    } finally {
-      if (admitted) this.gate.leave();
+      return Promise.reject(this.refused(error));
     }
+    if (waiting) return waiting.then(() => this.admitted(step), (error: unknown) => { throw this.refused(error); });
+    return this.admitted(step);
   }
+
+  /**
+   * Runs a step the gate admitted, and leaves the gate when it settles. Chained, not async: a
+   * DM passes here, and each async layer costs every DM a promise more to make and collect.
+   */
+  private admitted<T>(step: () => Promise<T>): Promise<T> {
+    let running: Promise<T>;
+    try {
+      running = step();
+    } catch (error) {
+      this.gate.leave();
+      return Promise.reject(this.refused(error));
+    }
+    return running.then(this.leaveWith, this.leaveRefusing) as Promise<T>;
+  }
+
+  private readonly leaveWith = <T>(value: T): T => {
+    this.gate.leave();
+    return value;
+  };
+
+  private readonly leaveRefusing = (error: unknown): never => {
+    this.gate.leave();
+    throw this.refused(error);
+  };
 
   private enterGate(): Promise<void> | undefined {
     // Redis away: say so at once rather than wait.
@@ -565,7 +589,8 @@ export class RedisBackplane implements Backplane {
    */
   private acting(member: Member): LocalLogin {
     const login = this.logins.acting(member);
-    if (!member.loginId.startsWith(`${this.workerId}.`)) this.notOwner();
+    const { loginId } = member;
+    if (loginId.charCodeAt(this.workerId.length) !== DOT || !loginId.startsWith(this.workerId)) this.notOwner();
     return login;
   }
 
