@@ -256,9 +256,7 @@ export class Session implements ClientHandle {
       this.waiting.shift();
       if (barrier) this.barrierRunning = true;
       this.running++;
-      const reply = this.run(next);
-      if (typeof reply === 'string') this.completed(next, reply);
-      else void reply.then((text) => this.completed(next, text));
+      this.run(next);
     }
   }
 
@@ -277,21 +275,28 @@ export class Session implements ClientHandle {
   }
 
   /**
-   * Runs a command; never fails. A chain rather than an async function: every DM passes here,
-   * and each async layer costs it one more promise to make and to collect.
+   * Runs a command and completes it with its reply; never fails. A chain rather than an async
+   * function: every DM passes here, and each async layer costs it one more promise to make and
+   * to collect.
    */
-  private run(step: Step): Promise<string> | string {
-    if (step.spec === 'disconnect') return this.disconnect().then(() => '');
+  private run(step: Step): void {
+    if (step.spec === 'disconnect') {
+      void this.disconnect().then(() => this.completed(step, ''));
+      return;
+    }
     const { spec } = step;
-    if (spec.needsLogin && !this.me) return this.answered(step, spec, replies.notLoggedIn());
+    if (spec.needsLogin && !this.me) return this.completed(step, this.answered(step, spec, replies.notLoggedIn()));
     let reply: Promise<string> | string;
     try {
       reply = spec.run(this.commandContext, step.args as never);
     } catch (error) {
-      return this.failed(step, spec, error);
+      return this.completed(step, this.failed(step, spec, error));
     }
-    if (typeof reply === 'string') return this.answered(step, spec, reply);
-    return reply.then((text) => this.answered(step, spec, text), (error: unknown) => this.failed(step, spec, error));
+    if (typeof reply === 'string') return this.completed(step, this.answered(step, spec, reply));
+    void reply.then(
+      (text) => this.completed(step, this.answered(step, spec, text)),
+      (error: unknown) => this.completed(step, this.failed(step, spec, error)),
+    );
   }
 
   private answered(step: Step, spec: CommandSpec, reply: string): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BackplaneUnavailableError } from '../../src/backplane/errors.js';
-import { DirectMessageBatcher } from '../../src/backplane/redis/direct-batch.js';
+import { type DirectOutcome, DirectMessageBatcher } from '../../src/backplane/redis/direct-batch.js';
 import { RedisKeys } from '../../src/backplane/redis/keys.js';
 import type { ChatScripts } from '../../src/backplane/redis/scripts.js';
 import type { Member } from '../../src/backplane/types.js';
@@ -18,6 +18,7 @@ interface Call {
 }
 
 const keys = new RedisKeys('t:');
+const asIs = (outcome: DirectOutcome) => outcome;
 
 /**
  * Records each sendDirect call and answers as the script would: users in `logins` are logged in
@@ -52,11 +53,11 @@ describe('DM batch', () => {
     const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2', carol: 'w.3' }, calls), keys, options(true));
     const stale: Member = { loginId: 'w.0', user: 'alice' };
     const results = await Promise.all([
-      batcher.send(alice, 'alice', 'bob', 'one\r\n'),
-      batcher.send(alice, 'alice', 'carol', 'two\r\n'),
-      batcher.send(alice, 'alice', 'nobody', 'lost\r\n'),
-      batcher.send(stale, 'alice', 'bob', 'impostor\r\n'),
-      batcher.send(alice, 'alice', 'bob', 'three\r\n'),
+      batcher.send(alice, 'alice', 'bob', 'one\r\n', asIs),
+      batcher.send(alice, 'alice', 'carol', 'two\r\n', asIs),
+      batcher.send(alice, 'alice', 'nobody', 'lost\r\n', asIs),
+      batcher.send(stale, 'alice', 'bob', 'impostor\r\n', asIs),
+      batcher.send(alice, 'alice', 'bob', 'three\r\n', asIs),
     ]);
     assert.deepEqual(results, [1, 1, 0, -2, 1]);
     assert.equal(calls.length, 1);
@@ -73,9 +74,9 @@ describe('DM batch', () => {
     const calls: Call[] = [];
     const batcher = new DirectMessageBatcher(recordingScripts({ bob: 'w.2', carol: 'w.3' }, calls), keys, options(false));
     await Promise.all([
-      batcher.send(alice, 'alice', 'bob', 'one\r\n'),
-      batcher.send(alice, 'alice', 'carol', 'two\r\n'),
-      batcher.send(alice, 'alice', 'bob', 'three\r\n'),
+      batcher.send(alice, 'alice', 'bob', 'one\r\n', asIs),
+      batcher.send(alice, 'alice', 'carol', 'two\r\n', asIs),
+      batcher.send(alice, 'alice', 'bob', 'three\r\n', asIs),
     ]);
     assert.deepEqual(calls.map((call) => [call.userHashes, call.runs]), [
       [[keys.user('bob')], [[0, 'w.1', 1, 'one\r\nthree\r\n']]],
@@ -86,10 +87,10 @@ describe('DM batch', () => {
   it('sends what is queued at once on flush(), so a later call cannot overtake it', async () => {
     const calls: Call[] = [];
     const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2' }, calls), keys, options(true));
-    const first = batcher.send(alice, 'alice', 'bob', 'before\r\n');
+    const first = batcher.send(alice, 'alice', 'bob', 'before\r\n', asIs);
     batcher.flush();
     assert.equal(calls.length, 1, 'sent synchronously by flush()');
-    const second = batcher.send(alice, 'alice', 'bob', 'after\r\n');
+    const second = batcher.send(alice, 'alice', 'bob', 'after\r\n', asIs);
     await Promise.all([first, second]);
     assert.deepEqual(calls.map((call) => call.runs.map((run) => run[3])), [['before\r\n'], ['after\r\n']]);
   });
@@ -97,7 +98,7 @@ describe('DM batch', () => {
   it('starts a new call every 1000 messages', async () => {
     const calls: Call[] = [];
     const batcher = new DirectMessageBatcher(recordingScripts({ alice: 'w.1', bob: 'w.2' }, calls), keys, options(true));
-    await Promise.all(Array.from({ length: 2500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`)));
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`, asIs)));
     assert.deepEqual(calls.map((call) => call.runs[0]![3].split('\r\n').length - 1), [1000, 1000, 500]);
   });
 
@@ -107,8 +108,8 @@ describe('DM batch', () => {
     // Each call waits for the test to answer it.
     const held = () => new Promise<number[]>((resolve) => replies.push(() => resolve([1])));
     const batcher = new DirectMessageBatcher(recordingScripts({ bob: 'w.2', carol: 'w.3' }, calls, held), keys, options(false));
-    const toBob = Array.from({ length: 1500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`));
-    const toCarol = batcher.send(alice, 'alice', 'carol', 'meanwhile\r\n');
+    const toBob = Array.from({ length: 1500 }, (_, i) => batcher.send(alice, 'alice', 'bob', `${i}\r\n`, asIs));
+    const toCarol = batcher.send(alice, 'alice', 'carol', 'meanwhile\r\n', asIs);
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(calls.map((call) => call.userHashes[0]), [keys.user('bob'), keys.user('carol')],
       'bob\'s second call went out before his first was answered (or carol waited for bob)');
@@ -125,12 +126,12 @@ describe('DM batch', () => {
   it('fails every DM of a batch Redis ran past its deadline, or that could not be sent', async () => {
     const unavailable = (error: unknown) => error instanceof BackplaneUnavailableError;
     const expired = new DirectMessageBatcher(recordingScripts({}, [], async () => [-1]), keys, options(true));
-    for (const result of await Promise.allSettled([expired.send(alice, 'alice', 'bob', 'a\r\n'), expired.send(alice, 'alice', 'carol', 'b\r\n')])) {
+    for (const result of await Promise.allSettled([expired.send(alice, 'alice', 'bob', 'a\r\n', asIs), expired.send(alice, 'alice', 'carol', 'b\r\n', asIs)])) {
       assert.equal(result.status, 'rejected');
       assert.ok(unavailable((result as PromiseRejectedResult).reason));
     }
     const down = new DirectMessageBatcher(recordingScripts({}, [], async () => { throw new Error('Connection is closed.'); }), keys, options(true));
-    const results = await Promise.allSettled([down.send(alice, 'alice', 'bob', 'a\r\n')]);
+    const results = await Promise.allSettled([down.send(alice, 'alice', 'bob', 'a\r\n', asIs)]);
     assert.ok(results[0]!.status === 'rejected' && unavailable(results[0]!.reason));
   });
 });

@@ -68,8 +68,8 @@ export class DirectMessageBatcher {
     private readonly options: DirectBatchOptions,
   ) {}
 
-  /** Queues a complete line for the user with this name key; resolves with what became of it. */
-  send(sender: Member, senderKey: string, recipientKey: string, line: string): Promise<DirectOutcome> {
+  /** Queues a complete line for the user with this name key; resolves with what `told` makes of its outcome. */
+  send<T>(sender: Member, senderKey: string, recipientKey: string, line: string, told: (outcome: DirectOutcome) => T): Promise<T> {
     const group = this.options.checkSenders ? '' : recipientKey;
     const batch = this.open.get(group) ?? this.start(group);
     const senderPosition = this.options.checkSenders ? this.position(batch, senderKey) : 0;
@@ -83,7 +83,7 @@ export class DirectMessageBatcher {
     }
     batch.runs[run]!.lines.push(line);
     if (++batch.messages >= MAX_BATCH_MESSAGES) this.flushGroup(group);
-    return batch.outcomes.then((outcomes) => outcomes[run]!);
+    return batch.outcomes.then((outcomes) => told(outcomes[run]!));
   }
 
   /** Sends what is queued now, so that whatever is sent next cannot overtake it. */

@@ -13,7 +13,7 @@ import type {
 import {
   asBackplaneError, connectPatiently, createRedisClient, type RedisClient, requireNoEviction, watchConnection,
 } from './client.js';
-import { DirectMessageBatcher } from './direct-batch.js';
+import { type DirectOutcome, DirectMessageBatcher } from './direct-batch.js';
 import { channelKind, RedisKeys, ROOM_SHARDS } from './keys.js';
 import { CommandGate } from './gate.js';
 import { Lease, leaseTiming } from './lease.js';
@@ -361,15 +361,16 @@ export class RedisBackplane implements Backplane {
     return this.guarded(() => {
       this.acting(sender);
       const line = replies.userMessage(sender.user, text);
-      const send = () => this.directs.send(sender, nameKey(sender.user), nameKey(user), line);
+      const send = () => this.directs.send(sender, nameKey(sender.user), nameKey(user), line, this.directResult);
       // Redis Cluster: DMs share a sender's turn (sender-turns.ts); at once on one primary.
-      const outcome = this.senderTurns ? this.senderTurns.share(sender.loginId, send) : send();
-      return outcome.then((sent) => {
-        if (sent === -2) return this.notOwner();
-        return sent === 1 ? 'ok' : 'not-found';
-      });
+      return this.senderTurns ? this.senderTurns.share(sender.loginId, send) : send();
     });
   }
+
+  private readonly directResult = (sent: DirectOutcome): UserMessageResult => {
+    if (sent === -2) return this.notOwner();
+    return sent === 1 ? 'ok' : 'not-found';
+  };
 
   confirm(member: Member): Promise<void> {
     return this.guarded(async () => {
