@@ -4,7 +4,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
-import { ChatProcess } from '../test/helpers/chat-process.js';
+import { ChatProcess, useCompiledBuild } from '../test/helpers/chat-process.js';
 import { rssBytes } from '../test/helpers/process-memory.js';
 import { startRedisProcess, type ProcessRedis } from '../test/helpers/redis.js';
 import { RedisCluster } from '../test/helpers/redis-cluster.js';
@@ -451,6 +451,9 @@ async function main(): Promise<void> {
     if (args.scenario === 'dm') one.notes.push('pairs are consecutive connections: which workers they are on is not known');
     results = [one];
   } else {
+    // The deployments run the compiled build, as the image does; built from this tree now.
+    execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+    useCompiledBuild();
     ({ results, reference } = await standardMatrix());
   }
   const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;

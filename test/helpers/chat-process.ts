@@ -8,6 +8,18 @@ import { waitFor } from './wait.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** How chatline is started: from source through tsx, as `npm start` does, unless told otherwise. */
+let entry = ['--import', 'tsx', 'src/main.ts'];
+
+/**
+ * Starts chatline from the compiled build (`npm run build`), as the image runs it: the bench
+ * measures what ships. tsx's transform adds work to every closure a hot path makes (it keeps
+ * function names by setting each one's `name`), which the build does not have.
+ */
+export function useCompiledBuild(): void {
+  entry = ['dist/main.js'];
+}
+
 // Whatever happens to a test, no chatline it started outlives the test process.
 const started = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -84,7 +96,7 @@ export class ChatProcess {
   static async spawn(env: Record<string, string> = {}, workers = 1): Promise<ChatProcess> {
     const port = env.PORT ? Number(env.PORT) : await freePort();
     const healthPort = env.HEALTH_PORT ? Number(env.HEALTH_PORT) : await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const child = spawn(process.execPath, entry, {
       cwd: ROOT,
       env: {
         ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', WORKERS: String(workers),
@@ -156,7 +168,7 @@ export class ChatProcess {
 
 /** Runs chatline to completion with this environment; for configuration errors. */
 export async function runChatToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, entry, {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
