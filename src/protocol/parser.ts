@@ -27,30 +27,59 @@ export type Parsed = { keyword: string; args: Arguments } | { error: ParseError 
 export type Grammar = ReadonlyMap<string, ArgumentShape>;
 
 const WORDS = /[^ \t]+/g;
-const KEYWORD = /^[ \t]*([^ \t]+)/;
-// keyword, target, then text: everything after the whitespace that follows the target.
-const MESSAGE = /^[ \t]*[^ \t]+[ \t]+([^ \t]+)[ \t]+([^ \t][\s\S]*)$/;
 // keyword, then optionally whitespace and the rest of the line.
 const TOKEN = /^[ \t]*[^ \t]+(?:[ \t]+([\s\S]*))?$/;
-const ASCII_WORD = /^[A-Za-z]+$/;
+
+const SPACE = 0x20;
+const TAB = 0x09;
 
 const invalid = (error: ParseError): Parsed => ({ error });
 
+// The keyword and a MSG's target and text are found by scanning, not by regular expressions:
+// every message passes here, and a match array and its substrings per line are most of what
+// parsing one costs. test/unit/parser.test.ts checks the scans against the expressions.
+
+const isBlank = (code: number) => code === SPACE || code === TAB;
+
+/** The index of the first character at or after `from` that is not a space or tab. */
+function skipBlanks(line: string, from: number): number {
+  while (from < line.length && isBlank(line.charCodeAt(from))) from++;
+  return from;
+}
+
+/** The index just past the word that starts at `from`. */
+function wordEnd(line: string, from: number): number {
+  while (from < line.length && !isBlank(line.charCodeAt(from))) from++;
+  return from;
+}
+
+/** The word as an upper-case keyword, or '' unless it is ASCII letters only. */
+function keywordOf(word: string): string {
+  let lowerCase = false;
+  for (let i = 0; i < word.length; i++) {
+    const code = word.charCodeAt(i);
+    if (code >= 0x61 && code <= 0x7a) lowerCase = true;
+    else if (code < 0x41 || code > 0x5a) return '';
+  }
+  // ASCII only, so toUpperCase cannot map a non-ASCII letter onto an ASCII one ('ı' → 'I').
+  return lowerCase ? word.toUpperCase() : word;
+}
+
 export function parseLine(line: string, grammar: Grammar): Parsed {
   // Only the keyword first: splitting a MSG's whole text into words would cost per word.
-  const word = KEYWORD.exec(line)?.[1] ?? '';
-  // ASCII only: String#toUpperCase maps some non-ASCII letters onto ASCII ones ('ı' → 'I').
-  const keyword = ASCII_WORD.test(word) ? word.toUpperCase() : '';
+  const start = skipBlanks(line, 0);
+  const end = wordEnd(line, start);
+  const keyword = keywordOf(line.slice(start, end));
   const shape = grammar.get(keyword);
   if (shape === undefined) return invalid('INVALID COMMAND');
-  const args = parseArguments(line, shape);
+  const args = parseArguments(line, shape, end);
   return 'error' in args ? args : { keyword, args };
 }
 
-function parseArguments(line: string, shape: ArgumentShape): Arguments | { error: ParseError } {
+function parseArguments(line: string, shape: ArgumentShape, keywordEnd: number): Arguments | { error: ParseError } {
   switch (shape) {
     case 'message':
-      return parseMessage(line);
+      return parseMessage(line, keywordEnd);
     case 'token': {
       const rest = TOKEN.exec(line)?.[1];
       return { shape, token: rest === undefined || rest === '' ? undefined : rest };
@@ -72,11 +101,16 @@ function countWords(line: string): number {
   return line.match(WORDS)?.length ?? 0;
 }
 
-function parseMessage(line: string): Arguments | { error: ParseError } {
-  const match = MESSAGE.exec(line);
-  if (!match) return { error: 'INVALID COMMAND' };
-  const target = match[1]!;
-  const text = match[2]!;
+/** keyword, blanks, target, blanks, then the text: the rest of the line, from its first non-blank. */
+function parseMessage(line: string, keywordEnd: number): Arguments | { error: ParseError } {
+  const targetStart = skipBlanks(line, keywordEnd);
+  const targetEnd = wordEnd(line, targetStart);
+  const textStart = skipBlanks(line, targetEnd);
+  if (targetStart === keywordEnd || targetEnd === targetStart || textStart === targetEnd || textStart === line.length) {
+    return { error: 'INVALID COMMAND' };
+  }
+  const target = line.slice(targetStart, targetEnd);
+  const text = line.slice(textStart);
   if (isRoomName(target)) {
     return isValidRoom(target) ? { shape: 'message', target: { kind: 'room', room: target }, text } : { error: 'INVALID ROOM' };
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { GRAMMAR } from '../../src/commands.js';
 import { parseLine } from '../../src/protocol/parser.js';
 
@@ -51,5 +52,34 @@ describe('command parser', () => {
     assert.deepEqual(parse('MSG #bad! hi'), error('INVALID ROOM'));
     assert.deepEqual(parse('MSG b@d hi'), error('INVALID USERNAME'));
     assert.deepEqual(parse('MSG b@d'), error('INVALID COMMAND'));
+  });
+});
+
+/** The grammar as regular expressions: what the parser's scans must agree with. */
+const KEYWORD = /^[ \t]*([^ \t]+)/;
+const MESSAGE = /^[ \t]*[^ \t]+[ \t]+([^ \t]+)[ \t]+([^ \t][\s\S]*)$/;
+const ASCII_WORD = /^[A-Za-z]+$/;
+
+describe('command parser against the grammar written as regular expressions', () => {
+  // Lines built mostly from the characters the scans decide on, so keywords, blanks and
+  // targets line up in every way, including the odd ones.
+  const lineArbitrary = fc.array(fc.constantFrom('MSG', 'msg', 'MsG', 'LOGIN', 'ping', 'ı', ' ', '\t', '  ', 'bob', '#r', 'x',
+    'b@d', '#', 'é', '\u00a0'), { maxLength: 8 }).map((parts) => parts.join(''));
+
+  it('finds the same keyword, target and text on any line', () => {
+    fc.assert(fc.property(lineArbitrary, (line) => {
+      const word = KEYWORD.exec(line)?.[1] ?? '';
+      const keyword = ASCII_WORD.test(word) ? word.toUpperCase() : '';
+      const parsed = parse(line);
+      if (!GRAMMAR.has(keyword)) return assert.deepEqual(parsed, error('INVALID COMMAND'), line);
+      assert.equal('keyword' in parsed ? parsed.keyword : keyword, keyword, line);
+      if (keyword !== 'MSG') return;
+      const match = MESSAGE.exec(line);
+      if (!match) return assert.deepEqual(parsed, error('INVALID COMMAND'), line);
+      if ('error' in parsed) return assert.notEqual(parsed.error, 'INVALID COMMAND', line);
+      const { target, text } = parsed.args as { target: { kind: 'room'; room: string } | { kind: 'user'; user: string }; text: string };
+      assert.equal(target.kind === 'room' ? target.room : target.user, match[1], line);
+      assert.equal(text, match[2], line);
+    }), { numRuns: 20_000 });
   });
 });
