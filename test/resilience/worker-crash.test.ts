@@ -124,7 +124,11 @@ describe('a whole instance killed with SIGKILL (primary and workers)', () => {
     assert.ok(releasedAfterMs <= NODE_TTL_MS, `names came free after ${Math.round(releasedAfterMs)} ms`);
     assert.deepEqual(await redis.client.hkeys(new RedisKeys('gone:').roomMembers('#lobby')), ['watcher']);
     const reaped = survivor.logs.filter((line) => line.msg === 'released the sessions of a dead worker');
-    assert.equal(reaped.length, 2, 'each dead worker cleaned up once');
+    // Each dead worker once. On a loaded machine a survivor's worker may also have renewed its
+    // id after a long pause, and its old, empty id is reaped too: that is not a second cleanup.
+    const reapedIds = reaped.map((line) => line.deadWorker);
+    assert.equal(new Set(reapedIds).size, reapedIds.length, `no dead worker cleaned up twice: ${reapedIds.join(', ')}`);
+    assert.ok(reaped.filter((line) => Number(line.released) > 0).length <= 2, 'only the two killed workers held sessions');
     assert.equal(reaped.reduce((sum, line) => sum + Number(line.released), 0), names.length);
   });
 });
