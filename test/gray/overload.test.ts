@@ -74,6 +74,8 @@ describe('overload and abuse', () => {
       await reader.take(250, 30_000);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    // The flood has stopped: a few more sweeps must shed no one once the worker is under the cap.
+    await new Promise((resolve) => setTimeout(resolve, 800));
     const samples = await scrape(chat.healthPort);
     const shed = sample(samples, 'chatline_connections_closed_total', { reason: 'output_shed' });
     // A sink whose kernel buffer filled before the others' may pass its own MAX_PENDING_BYTES

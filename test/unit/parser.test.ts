@@ -64,7 +64,7 @@ describe('command parser against the grammar written as regular expressions', ()
   // Lines built mostly from the characters the scans decide on, so keywords, blanks and
   // targets line up in every way, including the odd ones.
   const lineArbitrary = fc.array(fc.constantFrom('MSG', 'msg', 'MsG', 'LOGIN', 'ping', 'ı', ' ', '\t', '  ', 'bob', '#r', 'x',
-    'b@d', '#', 'é', '\u00a0'), { maxLength: 8 }).map((parts) => parts.join(''));
+    'b@d', '#', 'é', '\u00a0', '\v', '\r'), { maxLength: 8 }).map((parts) => parts.join(''));
 
   it('finds the same keyword, target and text on any line', () => {
     fc.assert(fc.property(lineArbitrary, (line) => {
