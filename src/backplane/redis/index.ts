@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { RedisSettings } from '../../config.js';
 import type { Logger } from '../../log.js';
 import { metrics } from '../../metrics.js';
@@ -17,6 +16,7 @@ import { type DirectOutcome, DirectMessageBatcher } from './direct-batch.js';
 import { channelKind, RedisKeys, ROOM_SHARDS } from './keys.js';
 import { CommandGate } from './gate.js';
 import { Lease, leaseTiming } from './lease.js';
+import { mintedBy, mintLoginId, newWorkerId } from './login-ids.js';
 import { OutageLog } from './outage.js';
 import { ProbeWatch } from './probe-watch.js';
 import { Reaper } from './reaper.js';
@@ -33,6 +33,7 @@ import { Subscriptions } from './subscriptions.js';
 // over pub/sub: one inbox channel per user, subscribed by the worker holding it, and (on one
 // primary) one feed per room. What each module keeps:
 //   lease.ts          the heartbeat, and whether this worker may act now (fencing)
+//   login-ids.ts      worker ids, and the login ids each worker mints
 //   gate.ts           admitting commands only while it may, in order
 //   reply-wait.ts     why an error answer means "no effect"
 //   subscriptions.ts  the delivery connection's channels, made again when it is lost
@@ -59,15 +60,10 @@ interface RoomMembers {
 }
 
 const SPACE = 0x20;
-/** Between a worker id and the rest of a login id. */
-const DOT = 0x2e;
 /** A subscriber connected this many beats without seeing its own probe has stopped delivering. */
 const SILENT_BEATS = 3;
 /** Keys read per HSCAN step of WHO: bounded work per step for Redis, however big the room. */
 const WHO_SCAN_COUNT = 1000;
-
-/** Random, not the pid: pids repeat across containers and restarts, worker ids must not. */
-const newWorkerId = () => randomBytes(5).toString('base64url');
 
 export class RedisBackplane implements Backplane {
   private readonly logins = new LocalLogins();
@@ -590,8 +586,7 @@ export class RedisBackplane implements Backplane {
    */
   private acting(member: Member): LocalLogin {
     const login = this.logins.acting(member);
-    const { loginId } = member;
-    if (loginId.charCodeAt(this.workerId.length) !== DOT || !loginId.startsWith(this.workerId)) this.notOwner();
+    if (!mintedBy(member.loginId, this.workerId)) this.notOwner();
     return login;
   }
 
@@ -637,6 +632,6 @@ export class RedisBackplane implements Backplane {
   }
 
   private mintLoginId(): string {
-    return `${this.workerId}.${(++this.loginCount).toString(36)}`;
+    return mintLoginId(this.workerId, ++this.loginCount);
   }
 }

@@ -3,6 +3,7 @@ import { metrics } from '../../metrics.js';
 import { BackplaneUnavailableError } from '../errors.js';
 import type { LocalLogin, LocalLogins } from '../local-logins.js';
 import type { Member } from '../types.js';
+import { mintedBy } from './login-ids.js';
 import type { RoomFeeds } from './room-feeds.js';
 import { type Deadline, EXPIRED, NO_DEADLINE } from './scripts.js';
 import { recordedMember, sessionEntry, type SharedState } from './shared-state.js';
@@ -77,7 +78,7 @@ export class Reconciler {
     const previous = login.member;
     // A login still under an earlier id of this worker (a renewal that stopped half-way) is
     // renamed too: the reaper of that id would otherwise release it.
-    const rename = renew || !previous.loginId.startsWith(`${workerId}.`);
+    const rename = renew || !mintedBy(previous.loginId, workerId);
     const member: Member = rename ? { loginId: this.context.mintLoginId(), user: previous.user } : previous;
     const claimed = await state.claim(member, workerId, this.context.deadline(), rename ? previous.loginId : '');
     if (claimed === EXPIRED) throw new BackplaneUnavailableError('timeout');
