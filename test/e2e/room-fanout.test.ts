@@ -109,6 +109,31 @@ describe('room fan-out through room feeds (2 instances × 2 workers)', () => {
     await listener.expect('GOTROOMMSG poster #again back');
   });
 
+  it('writes a window of room messages sent together to a member on another instance in one write', async () => {
+    // What big rooms cost is a write per member per batch: messages that travel apart are each
+    // a write to every member (turn-writes.ts).
+    const sender = await login('batcher', 0);
+    const member = await login('batched', 1);
+    await sender.command('JOIN #window', 'OK');
+    await member.command('JOIN #window', 'OK');
+    let chunks = 0;
+    member.socket.on('data', (text: string) => { if (text.includes('GOTROOMMSG')) chunks++; });
+    const windows = 20;
+    const size = 4;
+    const writesPerWindow: number[] = [];
+    for (let w = 0; w < windows; w++) {
+      const before = chunks;
+      sender.send(...Array.from({ length: size }, (_, i) => `MSG #window ${w * size + i}`));
+      await sender.take(2 * size);
+      const got = await member.take(size);
+      assert.deepEqual(got, Array.from({ length: size }, (_, i) => `GOTROOMMSG batcher #window ${w * size + i}`));
+      writesPerWindow.push(chunks - before);
+    }
+    // A loaded machine may split the odd window; the window travelling whole is the rule.
+    const whole = writesPerWindow.filter((writes) => writes === 1).length;
+    assert.ok(whole >= windows * 0.8, `windows that came in one write: ${whole} of ${windows} (${writesPerWindow.join(' ')})`);
+  });
+
   it('brings every message of a steady stream to each of 5000 members, in order, without Redis cutting a subscriber', async () => {
     const members: Member[] = [];
     for (let i = 0; i < 5000; i += 250) {

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { RedisSettings } from '../../config.js';
 import type { Logger } from '../../log.js';
 import { metrics } from '../../metrics.js';
@@ -27,6 +28,7 @@ import { type ChatScripts, EXPIRED, loadScripts } from './scripts.js';
 import { SenderTurns } from './sender-turns.js';
 import { SharedState } from './shared-state.js';
 import { Subscriptions } from './subscriptions.js';
+import { TurnWrites } from './turn-writes.js';
 
 // The clustered backplane. State lives in Redis (keys.ts); every check-then-act is one Lua
 // script in one slot (scripts/), multi-slot sequences are in shared-state.ts. Deliveries travel
@@ -74,6 +76,8 @@ export class RedisBackplane implements Backplane {
   private readonly subscriptions: Subscriptions;
   private readonly feeds: RoomFeeds | undefined;
   private readonly directs: DirectMessageBatcher;
+  /** One Redis primary: the room messages written in one stretch of work leave as one write. */
+  private readonly roomWrites: TurnWrites | undefined;
   private readonly reconciler: Reconciler;
   private readonly reaper: Reaper;
   private readonly outage: OutageLog;
@@ -130,6 +134,8 @@ export class RedisBackplane implements Backplane {
       resubscribed: () => this.feeds?.resubscribed(),
     }, log);
     this.feeds = sharded ? undefined : new RoomFeeds(this.keys, this.subscriptions, this.logins);
+    // Redis Cluster spreads a room's publishes over several connections, one per node.
+    this.roomWrites = sharded ? undefined : new TurnWrites(() => (commands as Redis).stream);
     this.directs = new DirectMessageBatcher(this.scripts, this.keys, {
       checkSenders: !sharded, publish: this.publish, deadline: () => this.deadline(),
     });
@@ -282,6 +288,7 @@ export class RedisBackplane implements Backplane {
       const roomKey = nameKey(room);
       const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
       const [names] = this.keys.roomIndex(roomKey);
+      this.roomWrites?.hold();
       const lookup = this.scripts.sendToRoom(this.keys.roomMembers(roomKey), names, nameKey(sender.user),
         sender.loginId, roomKey, this.deadline(), this.feeds ? 'feed' : 'members', lineBefore, lineAfter,
         this.keys.roomFeed(roomKey), this.publish);
