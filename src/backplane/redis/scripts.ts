@@ -31,7 +31,9 @@ const commandName = (name: ScriptName) => `chatline_${name}`;
  * Cluster their fan-out publishes, go the same way so that every delivery leaves in the order
  * it was called, as per-sender order needs. (The fan-out must not ride ioredis' Cluster pipeline
  * anyway: a pipeline is redirected only when all of its commands got the same MOVED, so in a
- * failover each member's publish would fail instead of following its slot.)
+ * failover each member's publish would fail instead of following its slot.) On one Redis
+ * primary the room messages of one stretch of synchronous work still leave as one write
+ * (turn-writes.ts): held to the next tick, not the next turn.
  */
 export const UNPIPELINED_COMMANDS = [commandName('sendDirect'), commandName('sendToRoom'), commandName('publishTo')];
 
