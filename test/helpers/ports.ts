@@ -24,7 +24,8 @@ export async function freePort(): Promise<number> {
 
 /** `count` free ports, all different. */
 export async function freePorts(count: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < count) ports.add(await freePort());
-  return [...ports];
+  const ports: number[] = [];
+  // freePort never repeats one of its last REMEMBERED ports.
+  while (ports.length < count) ports.push(await freePort());
+  return ports;
 }

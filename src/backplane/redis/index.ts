@@ -283,12 +283,13 @@ export class RedisBackplane implements Backplane {
   sendToRoom(sender: Member, room: string, text: string): Promise<RoomMessageResult> {
     return this.guarded(async () => {
       this.acting(sender);
+      // Held before the DM batch below too, so it leaves in the same write as this message.
+      this.roomWrites?.hold();
       // DMs accepted before this message must reach Redis before it: a recipient may be in the room.
       this.directs.flush();
       const roomKey = nameKey(room);
       const [lineBefore, lineAfter] = replies.roomMessageAround(sender.user, text);
       const [names] = this.keys.roomIndex(roomKey);
-      this.roomWrites?.hold();
       const lookup = this.scripts.sendToRoom(this.keys.roomMembers(roomKey), names, nameKey(sender.user),
         sender.loginId, roomKey, this.deadline(), this.feeds ? 'feed' : 'members', lineBefore, lineAfter,
         this.keys.roomFeed(roomKey), this.publish);
